@@ -1,0 +1,320 @@
+"""image -> persons: the multi-person top-down BlazePose pipeline shared by the CLI and the node.
+
+Per frame (RGB uint8 H x W x 3 in, list of :class:`Person` out):
+  1. Detector (only when needed): letterboxed 224x224 input, anchors + weighted NMS, one
+     rotated ROI per person (up to ``max_persons``).
+  2. Landmarks: one warpAffine crop per ROI, *all persons in one batched call*, mapped back
+     to image pixels; world landmarks in metres.
+  3. Tracking (``static_image_mode=False``): each person's next ROI comes from its own
+     auxiliary landmarks, as in MediaPipe; the detector runs again only when a track is lost,
+     when nobody is tracked, or every ``detect_every`` frames to pick up newcomers. Track ids
+     stay stable while a person is tracked.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .engines import (
+    BACKENDS,
+    BackendUnavailableError,
+    Engine,
+    LiteRTEngine,
+    OnnxRuntimeEngine,
+    TensorRTEngine,
+    TorchEngine,
+    export_onnx,
+    median_ms,
+    resolve_device,
+)
+from .models import blazepose as bp
+from .models.fetch import cache_root, require_models
+from .skeletons import BLAZEPOSE_33, Layout
+
+log = logging.getLogger(__name__)
+
+DETECTOR_OUTPUTS = ["Identity", "Identity_1"]  # boxes (2254 x 12), scores (2254 x 1)
+LANDMARK_OUTPUTS = ["Identity", "Identity_1", "Identity_4"]  # landmarks, pose flag, world
+HEATMAP_OUTPUT = "Identity_3"  # 64 x 64 x 39 (used for heatmap refinement)
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of :class:`PosePipeline` (the node exposes them as parameters)."""
+
+    max_persons: int = 4
+    min_detection_score: float = bp.MIN_DETECTION_SCORE
+    min_presence: float = bp.PRESENCE_THRESHOLD  # drop a person / lose a track below this
+    static_image_mode: bool = False
+    detect_every: int = 15  # frames between detector runs while tracking (newcomers)
+    heatmap_refine: bool = True
+    backend: str = "auto"
+    device: str = "auto"
+    detector_model: str | None = None  # .tflite / .onnx path; default: cached BlazePose
+    landmark_model: str | None = None
+    cache_dir: str | None = None
+    max_batch: int = 8  # TensorRT optimisation profile
+
+    def validate(self) -> None:
+        """Raise ValueError with the fix for settings a user can get wrong."""
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not 1 <= self.max_persons <= 64:
+            raise ValueError(f"max_persons must be in 1..64, got {self.max_persons}")
+        for name in ("min_detection_score", "min_presence"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        for name in ("detector_model", "landmark_model"):
+            p = getattr(self, name)
+            if p and (not Path(p).is_file() or Path(p).suffix not in (".tflite", ".onnx")):
+                raise ValueError(f"{name} {p!r} must be an existing .tflite or .onnx file")
+
+
+@dataclass
+class Person:
+    """One person in one image.
+
+    keypoints: (33, 2) float32 pixel x, y in the input image (BlazePose-33 order).
+    z: (33,) float32 relative depth in pixels (hip-centred, smaller = nearer), as MediaPipe.
+    visibility, presence: (33,) float32 in [0, 1].
+    world: (33, 3) float32 metres, origin mid-hip, axes parallel to the camera's optical frame
+        (x right, y down, z forward), from the model (metric, up to the model's accuracy).
+    score: person presence in [0, 1]. roi: the rotated crop used. bbox: (4,) float32
+        x0, y0, x1, y1 of the landmarks, clipped to the image. track_id: stable while tracked.
+    """
+
+    track_id: int
+    keypoints: np.ndarray
+    z: np.ndarray
+    visibility: np.ndarray
+    presence: np.ndarray
+    world: np.ndarray
+    score: float
+    roi: bp.Roi
+    bbox: np.ndarray
+    layout: Layout = field(default=BLAZEPOSE_33)
+
+
+@dataclass
+class _Track:
+    track_id: int
+    roi: bp.Roi
+    face_box: np.ndarray | None = None  # (4,) x0 y0 x1 y1 of landmarks 0..10, last frame
+
+
+def _model_paths(cfg: PipelineConfig) -> tuple[Path, Path]:
+    if cfg.detector_model and cfg.landmark_model:
+        return Path(cfg.detector_model), Path(cfg.landmark_model)
+    have = require_models(cfg.cache_dir)
+    return (Path(cfg.detector_model) if cfg.detector_model else have["pose_detection.tflite"],
+            Path(cfg.landmark_model) if cfg.landmark_model else have["pose_landmark_full.tflite"])
+
+
+def _onnx_for(tflite: Path, outputs: list[str], input_shape: tuple[int, ...], cache_dir) -> Path:
+    """ONNX export of a .tflite (through the torch importer), cached by content + outputs."""
+    from .models.tflite_import import load_tflite
+
+    key = hashlib.sha256(tflite.read_bytes() + ",".join(outputs).encode()).hexdigest()[:16]
+    path = cache_root(cache_dir) / "onnx" / f"{tflite.stem}-{key}.onnx"
+    if not path.is_file():
+        log.info("exporting %s to ONNX (%s)", tflite.name, path)
+        export_onnx(load_tflite(tflite, outputs), path, input_shape)
+    return path
+
+
+def build_engine(model: Path, outputs: list[str], input_shape: tuple[int, ...], backend: str,
+                 device: str, cache_dir=None, max_batch: int = 8) -> Engine:
+    """One network on one backend (``backend`` must not be 'auto' here)."""
+    if backend == "litert":
+        if model.suffix != ".tflite":
+            raise ValueError(f"backend 'litert' runs .tflite files, got {model}")
+        return LiteRTEngine(model)
+    if model.suffix == ".onnx":
+        onnx_path = model
+    elif backend in ("onnxruntime", "tensorrt"):
+        onnx_path = _onnx_for(model, outputs, input_shape, cache_dir)
+    if backend == "torch":
+        if model.suffix != ".tflite":
+            raise ValueError(f"backend 'torch' imports .tflite files; for {model.name} use "
+                             "backend onnxruntime or tensorrt")
+        from .models.tflite_import import load_tflite
+
+        dev = resolve_device(device)
+        example = np.zeros(input_shape, np.float32) if dev == "cpu" else None
+        return TorchEngine(load_tflite(model, outputs), dev, example=example)
+    if backend == "onnxruntime":
+        return OnnxRuntimeEngine(onnx_path, device if device != "auto" else "cpu",
+                                 trt_cache=cache_root(cache_dir) / "ort_trt")
+    if backend == "tensorrt":
+        return TensorRTEngine(onnx_path, cache_root(cache_dir) / "tensorrt", input_shape, max_batch)
+    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _auto_backend(build, input_shape: tuple[int, ...]) -> Engine:
+    """tensorrt > torch-cuda > the faster of torch / onnxruntime on this CPU."""
+    try:
+        import tensorrt  # noqa: F401
+        import torch
+
+        if torch.cuda.is_available():
+            return build("tensorrt", "cuda")
+    except (ImportError, BackendUnavailableError) as exc:
+        log.debug("tensorrt not used: %s", exc)
+    import torch
+
+    if torch.cuda.is_available():
+        return build("torch", "cuda")
+    x = np.random.default_rng(0).random(input_shape, np.float32)
+    candidates = []
+    for name in ("onnxruntime", "torch"):
+        try:
+            eng = build(name, "cpu")
+        except (ImportError, BackendUnavailableError, ValueError) as exc:
+            log.debug("%s not used: %s", name, exc)
+            continue
+        candidates.append((median_ms(lambda e=eng: e(x), 5), name, eng))
+    if not candidates:
+        raise BackendUnavailableError("no CPU backend could load the model")
+    candidates.sort(key=lambda c: c[0])
+    log.info("backend auto: %s", ", ".join(f"{n} {t:.1f} ms" for t, n, _ in candidates))
+    return candidates[0][2]
+
+
+class PosePipeline:
+    """Multi-person BlazePose (see the module docstring). Not thread-safe: one per thread."""
+
+    def __init__(self, config: PipelineConfig | None = None):
+        self.cfg = config or PipelineConfig()
+        self.cfg.validate()
+        det_path, lm_path = _model_paths(self.cfg)
+        lm_outputs = LANDMARK_OUTPUTS + ([HEATMAP_OUTPUT] if self.cfg.heatmap_refine else [])
+        det_shape = (1, bp.DETECTOR_SIZE, bp.DETECTOR_SIZE, 3)
+        lm_shape = (1, bp.LANDMARK_SIZE, bp.LANDMARK_SIZE, 3)
+
+        def make(model, outs, shape):
+            def build(backend, device):
+                return build_engine(model, outs, shape, backend, device, self.cfg.cache_dir,
+                                    self.cfg.max_batch)
+            if self.cfg.backend == "auto":
+                return _auto_backend(build, shape)
+            return build(self.cfg.backend, self.cfg.device)
+
+        self.detector = make(det_path, DETECTOR_OUTPUTS, det_shape)
+        self.landmarker = make(lm_path, lm_outputs, lm_shape)
+        self.backend = self.landmarker.name
+        self.device = self.landmarker.device
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._frames_since_detect = 0
+        self._lost_last_frame = False
+        self.timings: dict[str, float] = {}
+        self.detector_ran = False
+
+    def reset(self) -> None:
+        """Forget all tracks (next frame runs the detector)."""
+        self._tracks = []
+        self._lost_last_frame = False
+
+    def close(self) -> None:
+        for eng in (self.detector, self.landmarker):
+            eng.close()
+
+    # -- stages -------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[bp.Detection]:
+        x, roi = bp.detector_input(image)
+        out = dict(zip(self.detector.output_names, self.detector(x[None]), strict=True))
+        return bp.decode_detections(out["Identity"][0], out["Identity_1"][0], roi,
+                                    self.cfg.min_detection_score, max_detections=self.cfg.max_persons)
+
+    def landmarks(self, image: np.ndarray, rois: list[bp.Roi]) -> list[bp.LandmarkResult]:
+        if not rois:
+            return []
+        out = dict(zip(self.landmarker.output_names, self.landmarker(bp.landmark_input(image, rois)),
+                       strict=True))
+        return bp.decode_landmarks(out["Identity"], out["Identity_1"], out["Identity_4"],
+                                   out.get(HEATMAP_OUTPUT), rois)
+
+    # -- per frame ------------------------------------------------------------------------
+    def __call__(self, image: np.ndarray) -> list[Person]:
+        """RGB uint8 (H, W, 3) image -> persons, best first."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}")
+        t0 = time.perf_counter()
+        static = self.cfg.static_image_mode
+        tracks = [] if static else list(self._tracks)
+        run_detector = (static or not tracks or self._lost_last_frame
+                        or self._frames_since_detect + 1 >= self.cfg.detect_every)
+        self.detector_ran = run_detector
+        t_det = 0.0
+        if run_detector:
+            td = time.perf_counter()
+            dets = self.detect(image)
+            t_det = time.perf_counter() - td
+            self._frames_since_detect = 0
+            tracks = self._merge_detections(tracks, dets)
+        else:
+            self._frames_since_detect += 1
+        tl = time.perf_counter()
+        results = self.landmarks(image, [t.roi for t in tracks])
+        t_lm = time.perf_counter() - tl
+        persons, kept_tracks = [], []
+        lost = False
+        h, w = image.shape[:2]
+        for trk, res in zip(tracks, results, strict=True):
+            if res.score < self.cfg.min_presence:
+                lost = True
+                continue
+            kp = res.keypoints[: bp.NUM_BODY]
+            bbox = np.array([max(kp[:, 0].min(), 0), max(kp[:, 1].min(), 0),
+                             min(kp[:, 0].max(), w), min(kp[:, 1].max(), h)], np.float32)
+            persons.append(Person(trk.track_id, kp[:, :2].copy(), kp[:, 2].copy(),
+                                  res.visibility[: bp.NUM_BODY], res.presence[: bp.NUM_BODY],
+                                  res.world, res.score, res.roi, bbox))
+            face = kp[:11, :2]
+            kept_tracks.append(_Track(trk.track_id, res.next_roi(),
+                                      np.concatenate([face.min(0), face.max(0)]).astype(np.float64)))
+        persons, kept_tracks = self._dedupe(persons, kept_tracks)
+        if not static:
+            self._tracks = kept_tracks
+            self._lost_last_frame = lost
+        self.timings = {"detector_ms": t_det * 1e3, "landmarks_ms": t_lm * 1e3,
+                        "total_ms": (time.perf_counter() - t0) * 1e3, "persons": len(persons)}
+        return persons
+
+    def _merge_detections(self, tracks: list[_Track], dets: list[bp.Detection]) -> list[_Track]:
+        """Keep tracked ROIs; add detections that are not already tracked (new people)."""
+        out = list(tracks)
+        for det in dets:
+            if len(out) >= self.cfg.max_persons:
+                break
+            if any(t.face_box is not None and _same_face(det.box, t.face_box) for t in tracks):
+                continue
+            out.append(_Track(self._next_id, bp.roi_from_detection(det)))
+            self._next_id += 1
+        return out
+
+    @staticmethod
+    def _dedupe(persons: list[Person], tracks: list[_Track]) -> tuple[list[Person], list[_Track]]:
+        """Two tracks that converged on one person: keep the higher score."""
+        order = sorted(range(len(persons)), key=lambda i: -persons[i].score)
+        keep: list[int] = []
+        for i in order:
+            if all(bp.box_iou(persons[i].bbox[None].astype(np.float64),
+                              persons[j].bbox[None].astype(np.float64))[0, 0] < 0.5 for j in keep):
+                keep.append(i)
+        return [persons[i] for i in keep], [tracks[i] for i in keep]
+
+
+def _same_face(det_box: np.ndarray, face_box: np.ndarray) -> bool:
+    """A detector box (the detector boxes the face) belongs to a tracked person when the
+    tracked face's centre lies inside it."""
+    cx, cy = (face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2
+    return bool(det_box[0] <= cx <= det_box[2] and det_box[1] <= cy <= det_box[3])
