@@ -37,8 +37,14 @@ stamp_of() {
 }
 STAMP_FILE="$ROOT/install/.pose_ros_env_stamp"
 want=$(stamp_of)
+fetch_models() {
+  # Default BlazePose models (from the mediapipe==0.10.14 wheel on PyPI), sha256-checked.
+  (cd "$ROOT" && "$VENV/bin/python" -m pose_ros.cli fetch-models --quiet >/dev/null) \
+    || log "WARNING: could not fetch the default pose models; run: pose-ros fetch-models"
+}
 if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$want" ] && [ -x "$VENV/bin/python" ] \
    && [ "$(readlink .venv)" = "$VENV" ]; then
+  fetch_models
   log "environment up to date ($MODE)"
   exit 0
 fi
@@ -105,5 +111,7 @@ log "colcon build ${paths[*]}"
   --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
   -Wno-dev >&2
 
+log "fetching the default pose models (cached under ~/.cache/pose_ros/models)"
+fetch_models
 mkdir -p install && echo "$want" > "$STAMP_FILE"
 log "environment ready in $(( $(date +%s) - t0 )) s"

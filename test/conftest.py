@@ -71,3 +71,30 @@ def spawn():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="session")
+def models():
+    """The default BlazePose .tflite files (fetched from PyPI by the environment step)."""
+    from pose_ros.core.models.fetch import fetch_models
+
+    return fetch_models(quiet=True)
+
+
+def photo(name: str):
+    """scikit-image's real photos as RGB uint8 (camera.png is grey: replicated to 3 channels)."""
+    import numpy as np
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    return np.ascontiguousarray(np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3])
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    return photo("astronaut")
+
+
+@pytest.fixture(scope="session")
+def camera():
+    return photo("camera")

@@ -107,7 +107,6 @@ class Person:
 class _Track:
     track_id: int
     roi: bp.Roi
-    face_box: np.ndarray | None = None  # (4,) x0 y0 x1 y1 of landmarks 0..10, last frame
 
 
 def _model_paths(cfg: PipelineConfig) -> tuple[Path, Path]:
@@ -256,65 +255,57 @@ class PosePipeline:
         t_det = 0.0
         if run_detector:
             td = time.perf_counter()
-            dets = self.detect(image)
+            # New candidates get id 0; duplicates of tracked people are resolved after the
+            # landmarks (below), which is robust where detector boxes are not.
+            tracks += [_Track(0, bp.roi_from_detection(d)) for d in self.detect(image)]
             t_det = time.perf_counter() - td
             self._frames_since_detect = 0
-            tracks = self._merge_detections(tracks, dets)
         else:
             self._frames_since_detect += 1
         tl = time.perf_counter()
         results = self.landmarks(image, [t.roi for t in tracks])
         t_lm = time.perf_counter() - tl
-        persons, kept_tracks = [], []
+        cands: list[tuple[int, Person, bp.Roi]] = []
         lost = False
         h, w = image.shape[:2]
         for trk, res in zip(tracks, results, strict=True):
             if res.score < self.cfg.min_presence:
-                lost = True
+                lost |= trk.track_id != 0
                 continue
             kp = res.keypoints[: bp.NUM_BODY]
             bbox = np.array([max(kp[:, 0].min(), 0), max(kp[:, 1].min(), 0),
                              min(kp[:, 0].max(), w), min(kp[:, 1].max(), h)], np.float32)
-            persons.append(Person(trk.track_id, kp[:, :2].copy(), kp[:, 2].copy(),
-                                  res.visibility[: bp.NUM_BODY], res.presence[: bp.NUM_BODY],
-                                  res.world, res.score, res.roi, bbox))
-            face = kp[:11, :2]
-            kept_tracks.append(_Track(trk.track_id, res.next_roi(),
-                                      np.concatenate([face.min(0), face.max(0)]).astype(np.float64)))
-        persons, kept_tracks = self._dedupe(persons, kept_tracks)
+            cands.append((trk.track_id, Person(trk.track_id, kp[:, :2].copy(), kp[:, 2].copy(),
+                                               res.visibility[: bp.NUM_BODY],
+                                               res.presence[: bp.NUM_BODY], res.world, res.score,
+                                               res.roi, bbox), res.next_roi()))
+        persons, next_tracks = self._dedupe(cands)
         if not static:
-            self._tracks = kept_tracks
+            self._tracks = next_tracks
             self._lost_last_frame = lost
         self.timings = {"detector_ms": t_det * 1e3, "landmarks_ms": t_lm * 1e3,
                         "total_ms": (time.perf_counter() - t0) * 1e3, "persons": len(persons)}
         return persons
 
-    def _merge_detections(self, tracks: list[_Track], dets: list[bp.Detection]) -> list[_Track]:
-        """Keep tracked ROIs; add detections that are not already tracked (new people)."""
-        out = list(tracks)
-        for det in dets:
-            if len(out) >= self.cfg.max_persons:
-                break
-            if any(t.face_box is not None and _same_face(det.box, t.face_box) for t in tracks):
-                continue
-            out.append(_Track(self._next_id, bp.roi_from_detection(det)))
-            self._next_id += 1
-        return out
-
-    @staticmethod
-    def _dedupe(persons: list[Person], tracks: list[_Track]) -> tuple[list[Person], list[_Track]]:
-        """Two tracks that converged on one person: keep the higher score."""
-        order = sorted(range(len(persons)), key=lambda i: -persons[i].score)
-        keep: list[int] = []
+    def _dedupe(self, cands: list[tuple[int, Person, bp.Roi]]) -> tuple[list[Person], list[_Track]]:
+        """One result per person: greedy by score, landmark boxes overlapping by IoU > 0.5 are
+        the same person. A tracked person's id survives even when a fresh detection of them
+        scored higher; new people get new ids. At most ``max_persons``."""
+        order = sorted(range(len(cands)), key=lambda i: -cands[i][1].score)
+        kept: list[list] = []  # [id, person, next roi]
         for i in order:
-            if all(bp.box_iou(persons[i].bbox[None].astype(np.float64),
-                              persons[j].bbox[None].astype(np.float64))[0, 0] < 0.5 for j in keep):
-                keep.append(i)
-        return [persons[i] for i in keep], [tracks[i] for i in keep]
-
-
-def _same_face(det_box: np.ndarray, face_box: np.ndarray) -> bool:
-    """A detector box (the detector boxes the face) belongs to a tracked person when the
-    tracked face's centre lies inside it."""
-    cx, cy = (face_box[0] + face_box[2]) / 2, (face_box[1] + face_box[3]) / 2
-    return bool(det_box[0] <= cx <= det_box[2] and det_box[1] <= cy <= det_box[3])
+            tid, person, roi = cands[i]
+            dup = next((k for k in kept if bp.box_iou(person.bbox[None].astype(np.float64),
+                                                      k[1].bbox[None].astype(np.float64))[0, 0] > 0.5),
+                       None)
+            if dup is None:
+                kept.append([tid, person, roi])
+            elif dup[0] == 0 and tid != 0:
+                dup[0] = tid  # the tracked identity wins
+        kept = kept[: self.cfg.max_persons]
+        for k in kept:
+            if k[0] == 0:
+                k[0] = self._next_id
+                self._next_id += 1
+            k[1].track_id = k[0]
+        return [k[1] for k in kept], [_Track(k[0], k[2]) for k in kept]

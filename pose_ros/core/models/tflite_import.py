@@ -229,11 +229,10 @@ def load_tflite(path: str | Path, outputs: list[str] | None = None) -> TFLiteMod
         if buf is not None and buf.DataLength() > 0:
             if ten.Type() not in _TENSOR_DTYPES:
                 raise UnsupportedModelError(f"tensor {names[t]!r} has TFLite type {ten.Type()}")
-            q = ten.Quantization()
-            if q is not None and q.ScaleLength() > 0 and ten.Type() in (3, 9):
+            if ten.Type() in (3, 9) and ten.Sparsity() is None:
                 raise UnsupportedModelError(
-                    f"tensor {names[t]!r} is int8/uint8-quantised; only float32/float16 weights "
-                    "are supported (use the float model)")
+                    f"tensor {names[t]!r} holds int8/uint8 (quantised) weights; only float32 / "
+                    "float16 models are supported (use the float model)")
             raw = np.frombuffer(buf.DataAsNumpy().tobytes(), _TENSOR_DTYPES[ten.Type()])
             if ten.Sparsity() is not None:
                 consts[t] = _densify(tfl, ten, raw, shapes[t])
