@@ -10,8 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, photo
 
+from conftest import ROOT, photo
 from pose_ros.core.engines import BackendUnavailableError, OnnxRuntimeEngine, TorchEngine
 from pose_ros.core.models import blazepose as bp
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline, _onnx_for
