@@ -16,7 +16,7 @@ static = sys.argv[2] == "static"
 out = {"ms": [], "landmarks": []}
 with mp.solutions.pose.Pose(static_image_mode=static, model_complexity=1, smooth_landmarks=False,
                             enable_segmentation=False) as pose:
-    for i, f in enumerate(frames):
+    for f in frames:
         f = np.ascontiguousarray(f)
         h, w = f.shape[:2]
         t = time.perf_counter()
