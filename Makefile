@@ -16,7 +16,7 @@ env:
 	@bash scripts/setup_env.sh
 
 demo: env
-	@$(RUN) python -m pose_ros.ros.roundtrip_demo
+	@$(RUN) python -m pose_ros.ros.demo_run --out out
 
 lint: env
 	@$(RUN) ruff check .

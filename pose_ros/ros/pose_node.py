@@ -365,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real error; errors after a signal-triggered shutdown are not
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

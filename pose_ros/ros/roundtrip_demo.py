@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise  # a real error; errors after a signal-triggered shutdown are not
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
