@@ -136,8 +136,9 @@ class PoseNode(Node):
         self._depths: collections.deque[Image] = collections.deque(maxlen=5)
         self._depth_infos: collections.deque[CameraInfo] = collections.deque(maxlen=30)
         if v["use_depth"]:
-            self.create_subscription(Image, "depth/image", self._depths.append, SENSOR_QOS)
-            self.create_subscription(CameraInfo, "depth/camera_info", self._depth_infos.append, SENSOR_QOS)
+            self.create_subscription(Image, "depth/image", self._on_depth, SENSOR_QOS)
+            self.create_subscription(CameraInfo, "depth/camera_info",
+                                     lambda m: self._depth_infos.append(m), SENSOR_QOS)
         # outputs
         self.pub_skeletons = self.create_publisher(SkeletonArray, "skeletons", RESULT_QOS)
         self.pub_markers = self.create_publisher(MarkerArray, "markers", RESULT_QOS)
@@ -202,6 +203,11 @@ class PoseNode(Node):
             self._infos.append(msg)
             self._cond.notify()
 
+    def _on_depth(self, msg: Image) -> None:
+        with self._cond:
+            self._depths.append(msg)
+            self._cond.notify()
+
     @staticmethod
     def _nearest(msgs, stamp: Time, tol: float):
         best, best_dt = None, None
@@ -228,10 +234,14 @@ class PoseNode(Node):
                 stamp = Time.from_msg(frame.msg.header.stamp)
                 # wait briefly for the CameraInfo of this stamp (it may arrive just after)
                 deadline = time.monotonic() + max(self.p["sync_tolerance"], 0.05)
-                info = self._nearest(self._infos, stamp, self.p["sync_tolerance"])
-                while info is None and time.monotonic() < deadline and self._pending is None:
+                tol = self.p["sync_tolerance"]
+                info = self._nearest(self._infos, stamp, tol)
+                # likewise for the aligned depth image (falls back to monocular without it)
+                need_depth = self.p["use_depth"]
+                while (info is None or (need_depth and self._nearest(self._depths, stamp, tol) is None)) \
+                        and time.monotonic() < deadline and self._pending is None:
                     self._cond.wait(0.01)
-                    info = self._nearest(self._infos, stamp, self.p["sync_tolerance"])
+                    info = self._nearest(self._infos, stamp, tol)
             try:
                 self._process(frame, info)
             except (ImageFormatError, CameraModelError, ValueError) as exc:
@@ -268,7 +278,7 @@ class PoseNode(Node):
         if target and target != header.frame_id:
             tf = self.tf_lookup.lookup(target, header.frame_id)
             if tf is None:
-                self.get_logger().warn(
+                self.get_logger().warning(
                     f"no transform from '{header.frame_id}' to target_frame '{target}'; "
                     "publishing in the image frame", throttle_duration_sec=self.p["log_throttle"])
                 self.stats["missing_tf"] += 1
@@ -299,7 +309,7 @@ class PoseNode(Node):
         stamp = Time.from_msg(header.stamp)
         dmsg = self._nearest(self._depths, stamp, self.p["sync_tolerance"])
         if dmsg is None:
-            self.get_logger().warn("no depth image within sync_tolerance of the colour image; "
+            self.get_logger().warning("no depth image within sync_tolerance of the colour image; "
                                    "using monocular 3D", throttle_duration_sec=self.p["log_throttle"])
             self.stats["no_depth"] += 1
             return None
