@@ -153,6 +153,8 @@ class PoseNode(Node):
         self._had_people = False
         self.stats = collections.Counter()
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=100)
+        # per frame: convert input, pipeline, 3D, build + publish outputs (ms)
+        self._stage_ms: collections.deque[tuple] = collections.deque(maxlen=100)
         self._t_stats = time.monotonic()
         self._last_stats = collections.Counter()
         self.create_timer(v["diagnostics_period"], self._publish_diagnostics)
@@ -247,6 +249,8 @@ class PoseNode(Node):
             except (ImageFormatError, CameraModelError, ValueError) as exc:
                 self._error(type(exc).__name__, f"skipping frame: {exc}")
             except Exception as exc:  # keep running whatever happens, but say it loudly
+                if not self.context.ok():
+                    return  # shutting down (e.g. SIGTERM): publishers are gone
                 self._error("internal", f"skipping frame, unexpected {type(exc).__name__}: {exc}")
 
     def _process(self, frame: _Frame, info: CameraInfo | None) -> None:
@@ -260,6 +264,7 @@ class PoseNode(Node):
                 f"no CameraInfo within sync_tolerance={self.p['sync_tolerance']} s of the image stamp")
             raise ValueError(f"{what} on {self.resolve_topic_name('camera_info')}; publish the "
                              "camera's CameraInfo with the same stamps as its images")
+        t0 = time.perf_counter()
         camera = convert.camera_from_info(info)
         if isinstance(msg, CompressedImage):
             rgb = convert.compressed_to_rgb(msg)
@@ -267,7 +272,9 @@ class PoseNode(Node):
             rgb = convert.image_to_rgb(msg)
         convert.check_camera_matches(camera, rgb.shape[1], rgb.shape[0], "image")
         depth = self._depth_for(header, camera, rgb.shape) if self.p["use_depth"] else None
+        t1 = time.perf_counter()
         persons = self.pipeline(rgb)
+        t2 = time.perf_counter()
         positions, sources, bodies = [], [], []
         for person in persons:
             pos, src = lift.person_positions(person, camera, depth, self.p["depth_window"])
@@ -286,6 +293,7 @@ class PoseNode(Node):
                 positions = [tf.apply(p) for p in positions]
                 out_header = type(header)(stamp=header.stamp, frame_id=target)
         bodies = [lift.body_frame(p, person.layout) for p, person in zip(positions, persons, strict=True)]
+        t3 = time.perf_counter()
         self.pub_skeletons.publish(convert.skeleton_array(out_header, persons, positions, sources, bodies))
         now = self.get_clock().now()
         self._latency_ms.append((now - Time.from_msg(header.stamp)).nanoseconds * 1e-6)
@@ -304,6 +312,8 @@ class PoseNode(Node):
         if self.p["publish_debug_image"] and self.pub_debug.get_subscription_count() > 0:
             self.stats["debug_images"] += 1
             self.pub_debug.publish(convert.rgb_to_image(draw_persons(rgb, persons), header))
+        t4 = time.perf_counter()
+        self._stage_ms.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3))
 
     def _depth_for(self, header, camera, shape):
         stamp = Time.from_msg(header.stamp)
@@ -343,6 +353,10 @@ class PoseNode(Node):
                   "dropped frames": self.stats["dropped"], "bad frames": self.stats["bad_frames"],
                   "latency median (ms)": f"{lat:.1f}", "backend": self.pipeline.backend,
                   "device": self.pipeline.device, "persons": self.stats["persons"]}
+        if self._stage_ms:
+            med = np.median(np.array(self._stage_ms), axis=0)
+            for name, ms in zip(("convert", "pipeline", "3d", "outputs"), med, strict=True):
+                values[f"{name} median (ms)"] = f"{ms:.1f}"
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pose estimation",
                                   message=message, hardware_id=self.pipeline.device,
                                   values=[KeyValue(key=k, value=str(x)) for k, x in values.items()])
