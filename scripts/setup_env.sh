@@ -111,7 +111,7 @@ log "colcon build ${paths[*]}"
   --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF \
   -Wno-dev >&2
 
-log "fetching the default pose models (cached under ~/.cache/pose_ros/models)"
+log "fetching the default pose models (cache: \$POSE_ROS_CACHE or ~/.cache/pose_ros)"
 fetch_models
 mkdir -p install && echo "$want" > "$STAMP_FILE"
 log "environment ready in $(( $(date +%s) - t0 )) s"

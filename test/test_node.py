@@ -130,11 +130,11 @@ class Harness:
                        for m in self.got["log"][since:])
 
     def close(self):
-        self.node.destroy_node()  # stops the worker first
-        self.executor.shutdown()
+        self.executor.shutdown(timeout_sec=10)  # stop spinning before anything is destroyed
+        self.thread.join(timeout=10)
+        self.node.destroy_node()  # stops the worker
         self.client.destroy_node()
         rclpy.shutdown(context=self.ctx)
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -23,6 +21,7 @@ from pose_ros.core.camera import default_camera
 
 from .convert import rgb_to_image
 from .qos import SENSOR_QOS
+from .run import run_node
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
@@ -116,24 +115,7 @@ class DemoSource(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
-        node = DemoSource()
-    except ValueError as exc:
-        print(f"demo_source: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise  # a real error; errors after a signal-triggered shutdown are not
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DemoSource, "demo_source", argv)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pose_ros.core.skeletons import BLAZEPOSE_33
 from pose_ros.msg import Keypoint, Skeleton, SkeletonArray, SmplBody, SmplBodyArray
 
 from .qos import RESULT_QOS
+from .run import run_node
 from .tf import TfBroadcaster
 
 
@@ -202,19 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     args, ros_args = parser.parse_known_args(argv)
     if args.role == "demo":
         return run_demo(args.count, args.timeout)
-    rclpy.init(args=[sys.argv[0], *ros_args])
-    node = Echo() if args.role == "echo" else TfTalker()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    except Exception:
-        if rclpy.ok():
-            raise  # a real error; errors after a signal-triggered shutdown are not
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(Echo if args.role == "echo" else TfTalker, f"roundtrip_demo {args.role}",
+                    [sys.argv[0], *ros_args])
 
 
 if __name__ == "__main__":
