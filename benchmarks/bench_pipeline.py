@@ -138,6 +138,34 @@ def batching() -> None:
     print(table(rows, ["persons k", "one batched call ms", "k single calls ms", "ratio"]))
 
 
+def tiled_photo(k: int, shift: int = 0) -> np.ndarray:
+    """k people: the astronaut and its mirror image side by side, rows of two."""
+    a = np.roll(skimage.data.astronaut(), shift, axis=1)
+    pair = np.concatenate([np.ascontiguousarray(a[:, ::-1]), a], 1)
+    return a if k == 1 else np.ascontiguousarray(np.concatenate([pair] * (k // 2), 0))
+
+
+def scaling(n_frames: int = 60) -> None:
+    """Whole pipeline, tracking mode, on tiled photos of k people (detector_tiles=3 so the
+    detector can see them all; it runs on the first frame and every 15th)."""
+    rows, single = [], None
+    for k in (1, 2, 4, 8):
+        frames = [tiled_photo(k, (i % 10) - 5) for i in range(n_frames)]
+        pipe = PosePipeline(PipelineConfig(backend="onnxruntime", max_persons=8, detector_tiles=3))
+        found = len(pipe(frames[0]))
+        ms = []
+        for f in frames[1:]:
+            t = time.perf_counter()
+            pipe(f)
+            ms.append((time.perf_counter() - t) * 1e3)
+        med = float(np.median(ms))
+        single = med if k == 1 else single
+        rows.append([k, found, f"{med:.1f}", f"{k * single:.1f}", f"{med / (k * single):.2f}"])
+    print(f"\nScaling with people in view: tiled photos, tracking mode, onnxruntime CPU, median of "
+          f"{n_frames - 1} frames (detector on every 15th)")
+    print(table(rows, ["persons k", "found", "pipeline ms", "k x single ms", "ratio"]))
+
+
 def _t(fn) -> float:
     t = time.perf_counter()
     fn()
@@ -226,6 +254,7 @@ def main() -> None:
     use_mp = not args.no_mediapipe
     latency(args.frames, use_mp)
     batching()
+    scaling()
     parity_and_ap(use_mp)
 
 

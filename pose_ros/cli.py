@@ -27,6 +27,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="static-image mode: run the detector on every frame, no tracking")
     p.add_argument("--detect-every", type=int, default=15,
                    help="while tracking, re-run the detector every N frames for newcomers")
+    p.add_argument("--detector-tiles", type=int, default=0,
+                   help="also detect on an NxN grid of overlapping tiles (2-4): small / many people")
     p.add_argument("--detector-model", help="local .tflite/.onnx person detector (BlazePose I/O)")
     p.add_argument("--landmark-model", help="local .tflite/.onnx landmark model (BlazePose I/O)")
     p.add_argument("--cache-dir", help="model cache root (default ~/.cache/pose_ros or $POSE_ROS_CACHE)")
@@ -120,6 +122,7 @@ def cmd_infer(args) -> int:
     files = _expand(args.inputs)
     cfg = PipelineConfig(max_persons=args.max_persons, min_detection_score=args.min_detection_score,
                          static_image_mode=args.static, detect_every=args.detect_every,
+                         detector_tiles=args.detector_tiles,
                          backend=args.backend, device=args.device,
                          detector_model=args.detector_model, landmark_model=args.landmark_model,
                          cache_dir=args.cache_dir)

@@ -164,6 +164,21 @@ def test_multi_person_tiled_image_batched(pipes):
     assert len({p.track_id for p in persons}) == 2
 
 
+def test_detector_tiles_find_small_people(models):
+    img = np.ascontiguousarray(np.concatenate([tiled(2)] * 2, 0))  # 4 people, 1024 x 1024
+    whole = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8))
+    tiles = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8,
+                                        detector_tiles=3))
+    tiles.detector = CountingEngine(tiles.detector)
+    tiles.landmarker = CountingEngine(tiles.landmarker)
+    found = tiles(img)
+    assert len(found) == 4 > len(whole(img))
+    assert tiles.detector.batches == [1 + 9]  # whole image + 3 x 3 tiles in one call
+    assert len(tiles.landmarker.batches) == 1
+    quadrants = {(bool(p.keypoints[0, 0] > 512), bool(p.keypoints[0, 1] > 512)) for p in found}
+    assert len(quadrants) == 4  # one nose per tile of the 2 x 2 photo grid
+
+
 def test_tracking_keeps_ids_and_skips_detector(models):
     pipe = PosePipeline(PipelineConfig(backend="onnxruntime", detect_every=5, max_persons=2))
     base = photo("astronaut")

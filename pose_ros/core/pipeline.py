@@ -52,13 +52,14 @@ class PipelineConfig:
     min_presence: float = bp.PRESENCE_THRESHOLD  # drop a person / lose a track below this
     static_image_mode: bool = False
     detect_every: int = 15  # frames between detector runs while tracking (newcomers)
+    detector_tiles: int = 0  # >= 2: also detect on a grid of overlapping tiles (small people)
     heatmap_refine: bool = True
     backend: str = "auto"
     device: str = "auto"
     detector_model: str | None = None  # .tflite / .onnx path; default: cached BlazePose
     landmark_model: str | None = None
     cache_dir: str | None = None
-    max_batch: int = 8  # TensorRT optimisation profile
+    max_batch: int = 16  # TensorRT optimisation profile (landmark persons / detector tiles)
 
     def validate(self) -> None:
         """Raise ValueError with the fix for settings a user can get wrong."""
@@ -72,6 +73,8 @@ class PipelineConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if not 0 <= self.detector_tiles <= 4:
+            raise ValueError(f"detector_tiles must be 0 (off) or 2..4, got {self.detector_tiles}")
         for name in ("detector_model", "landmark_model"):
             p = getattr(self, name)
             if p and (not Path(p).is_file() or Path(p).suffix not in (".tflite", ".onnx")):
@@ -228,10 +231,19 @@ class PosePipeline:
 
     # -- stages -------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[bp.Detection]:
-        x, roi = bp.detector_input(image)
-        out = dict(zip(self.detector.output_names, self.detector(x[None]), strict=True))
-        return bp.decode_detections(out["Identity"][0], out["Identity_1"][0], roi,
-                                    self.cfg.min_detection_score, max_detections=self.cfg.max_persons)
+        """Person detections (best first): the whole image, plus overlapping tiles in the
+        same batched call when ``detector_tiles`` >= 2."""
+        h, w = image.shape[:2]
+        rois = [bp.letterbox_roi(w, h)]
+        if self.cfg.detector_tiles >= 2:
+            rois += bp.tile_rois(w, h, self.cfg.detector_tiles)
+        out = dict(zip(self.detector.output_names, self.detector(bp.detector_batch(image, rois)),
+                       strict=True))
+        per_input = [bp.decode_detections(out["Identity"][i], out["Identity_1"][i], roi,
+                                          self.cfg.min_detection_score)
+                     for i, roi in enumerate(rois)]
+        # keep some spare candidates: duplicates left here are merged after the landmarks
+        return bp.merge_detections(per_input, limit=2 * self.cfg.max_persons)
 
     def landmarks(self, image: np.ndarray, rois: list[bp.Roi]) -> list[bp.LandmarkResult]:
         if not rois:

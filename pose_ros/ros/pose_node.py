@@ -70,6 +70,8 @@ PARAMS: tuple[Param, ...] = (
     Param("min_keypoint_score", 0.5, "joints below this visibility are not drawn in markers", range=(0.0, 1.0)),
     Param("static_image_mode", False, "run the detector on every frame (no tracking)"),
     Param("detect_every", 15, "while tracking, re-run the detector every N frames for newcomers", range=(1, 300)),
+    Param("detector_tiles", 0, "0: detect on the whole image (MediaPipe); 2-4: also on an NxN grid of "
+          "overlapping tiles, in the same batch (small / many people)", range=(0, 4)),
     Param("sync_tolerance", 0.05, "max |image stamp - CameraInfo/depth stamp| to pair them, s", range=(0.0, 1.0)),
     Param("depth_window", 5, "side of the per-joint depth window, px (median of valid depths)", range=(1, 31)),
     Param("target_frame", "", "express 3D output, markers and TF in this frame (empty: the image frame)"),
@@ -118,7 +120,8 @@ class PoseNode(Node):
         self.p = v
         cfg = PipelineConfig(max_persons=v["max_persons"], min_detection_score=v["min_detection_score"],
                              min_presence=v["min_presence"], static_image_mode=v["static_image_mode"],
-                             detect_every=v["detect_every"], backend=v["backend"], device=v["device"],
+                             detect_every=v["detect_every"], detector_tiles=v["detector_tiles"],
+                             backend=v["backend"], device=v["device"],
                              detector_model=v["detector_model"] or None,
                              landmark_model=v["landmark_model"] or None, cache_dir=v["cache_dir"] or None)
         t0 = time.monotonic()
@@ -175,6 +178,8 @@ class PoseNode(Node):
                     return f"tf_joints has unknown joints {bad}; known: {list(BLAZEPOSE_33.names)}"
             if name == "depth_window" and value % 2 == 0:
                 return f"depth_window must be odd, got {value}"
+            if name == "detector_tiles" and value == 1:
+                return "detector_tiles must be 0 (off) or 2..4"
             if name == "target_frame" and value.strip() != value:
                 return "target_frame must not have leading/trailing spaces"
         return None

@@ -145,8 +145,56 @@ def letterbox_roi(width: int, height: int) -> Roi:
 def detector_input(image: np.ndarray) -> tuple[np.ndarray, Roi]:
     """RGB uint8 H x W x 3 -> (224 x 224 x 3 float32 in [-1, 1], the letterbox ROI)."""
     roi = letterbox_roi(image.shape[1], image.shape[0])
-    x = crop(image, roi, DETECTOR_SIZE, border=cv2.BORDER_CONSTANT)
-    return x.astype(np.float32) * (2.0 / 255.0) - 1.0, roi
+    return detector_batch(image, [roi])[0], roi
+
+
+def detector_batch(image: np.ndarray, rois: list[Roi]) -> np.ndarray:
+    """Detector inputs for several (unrotated) ROIs: (len(rois), 224, 224, 3) in [-1, 1];
+    outside the image is black, as MediaPipe's letterbox."""
+    out = np.empty((len(rois), DETECTOR_SIZE, DETECTOR_SIZE, 3), np.float32)
+    for i, roi in enumerate(rois):
+        out[i] = crop(image, roi, DETECTOR_SIZE, border=cv2.BORDER_CONSTANT)
+    out *= 2.0 / 255.0
+    out -= 1.0
+    return out
+
+
+def tile_rois(width: int, height: int, grid: int, overlap: float = 0.5) -> list[Roi]:
+    """Overlapping square tiles for finding people too small for the whole-image detector:
+    side = (short image side / grid) x (1 + overlap), evenly spaced to cover the image."""
+    side = min(width, height) / grid * (1 + overlap)
+    stride = side / (1 + overlap)
+
+    def centres(length: int) -> np.ndarray:
+        if length <= side:
+            return np.array([length / 2])
+        n = math.ceil((length - side) / stride) + 1
+        return np.linspace(side / 2, length - side / 2, n)
+
+    return [Roi(float(x), float(y), side, 0.0) for y in centres(height) for x in centres(width)]
+
+
+def same_person_roi(a: Roi, b: Roi) -> bool:
+    """Two detector ROIs describe one person: centres within 15 % of the size, sizes within
+    20 %, angles within 20 degrees."""
+    size = max(a.size, b.size)
+    dang = abs(normalize_radians(a.angle - b.angle))
+    return (math.hypot(a.cx - b.cx, a.cy - b.cy) < 0.15 * size
+            and min(a.size, b.size) > 0.8 * size and dang < math.radians(20))
+
+
+def merge_detections(per_input: list[list[Detection]], limit: int | None = None) -> list[Detection]:
+    """Detections from several detector inputs (whole image, tiles), best first, without the
+    cross-input duplicates (same-person ROIs). Within one input NMS has already separated
+    people, so only detections from different inputs are compared."""
+    tagged = sorted(((d, i) for i, dets in enumerate(per_input) for d in dets), key=lambda t: -t[0].score)
+    kept: list[tuple[Detection, int, Roi]] = []
+    for det, src in tagged:
+        roi = roi_from_detection(det)
+        if any(k_src != src and same_person_roi(roi, k_roi) for _, k_src, k_roi in kept):
+            continue
+        kept.append((det, src, roi))
+    return [d for d, _, _ in kept[:limit]]
 
 
 def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray, roi: Roi,
