@@ -421,3 +421,57 @@ def test_demo_command(tmp_path, models):
 
     topics = {m.channel.topic for m in read_ros2_messages(str(tmp_path / "demo.mcap"))}
     assert {"/skeletons", "/markers", "/tf", "/image", "/camera_info"} <= topics
+
+
+def test_lifecycle_node_transitions(models):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from pose_ros.ros.pose_node import LifecyclePoseNode
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = LifecyclePoseNode(context=ctx, parameter_overrides=[
+        Parameter("backend", value="onnxruntime"), Parameter("static_image_mode", value=True)])
+    client = rclpy.create_node("lifecycle_client", context=ctx)
+    got: list = []
+    client.create_subscription(SkeletonArray, "skeletons", got.append, RESULT_QOS)
+    pub_i = client.create_publisher(Image, "image", SENSOR_QOS)
+    pub_c = client.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+    ex = MultiThreadedExecutor(num_threads=3, context=ctx)
+    ex.add_node(node)
+    ex.add_node(client)
+    thread = threading.Thread(target=ex.spin, daemon=True)
+    thread.start()
+    rgb = photo("astronaut")
+
+    def pump(seconds: float) -> int:
+        n = len(got)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            h = Header(stamp=client.get_clock().now().to_msg(), frame_id=FRAME)
+            pub_c.publish(info_for(512, 512, h))
+            pub_i.publish(rgb_to_image(rgb, h))
+            time.sleep(0.1)
+        return len(got) - n
+
+    try:
+        assert node.pipeline is None and client.count_subscribers("image") == 0  # unconfigured
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.pipeline is not None and client.count_subscribers("image") == 1
+        assert pump(1.5) == 0  # configured, not active: nothing is processed
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        deadline = time.monotonic() + 20
+        while not got and time.monotonic() < deadline:
+            pump(0.3)
+        assert got and len(got[-1].skeletons) == 1
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        time.sleep(0.5)
+        assert pump(1.5) == 0
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+        assert node.pipeline is None and client.count_subscribers("image") == 0
+    finally:
+        ex.shutdown(timeout_sec=10)
+        thread.join(timeout=10)
+        node.destroy_node()
+        client.destroy_node()
+        rclpy.shutdown(context=ctx)

@@ -22,8 +22,12 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
+from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.node import Node
+from rclpy.subscription import Subscription
 from rclpy.time import Time
+from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -107,9 +111,17 @@ class _Frame:
     received: float  # monotonic
 
 
-class PoseNode(Node):
-    def __init__(self, **kwargs) -> None:
-        super().__init__("pose_node", **kwargs)
+class _PoseLogic:
+    """Everything pose_node does, mixed into an rclpy Node (PoseNode) or a LifecycleNode
+    (LifecyclePoseNode). ``_setup`` loads the model and creates the ROS entities,
+    ``_teardown`` undoes it; frames are processed only while ``_active``."""
+
+    pipeline: PosePipeline | None = None
+    _active = False
+    _busy = False  # the worker is processing a frame
+    _worker: threading.Thread | None = None
+
+    def _declare_params(self) -> None:
         for p in PARAMS:
             self.declare_parameter(p.name, p.default, _descriptor(p))
         self.add_on_set_parameters_callback(self._validate)
@@ -118,6 +130,12 @@ class PoseNode(Node):
         if err:
             raise ValueError(f"pose_node: bad parameter: {err}")
         self.p = v
+        self._cond = threading.Condition()
+        self._pending: _Frame | None = None
+        self.stats = collections.Counter()
+
+    def _make_pipeline(self) -> PosePipeline:
+        v = self.p
         cfg = PipelineConfig(max_persons=v["max_persons"], min_detection_score=v["min_detection_score"],
                              min_presence=v["min_presence"], static_image_mode=v["static_image_mode"],
                              detect_every=v["detect_every"], detector_tiles=v["detector_tiles"],
@@ -125,43 +143,73 @@ class PoseNode(Node):
                              detector_model=v["detector_model"] or None,
                              landmark_model=v["landmark_model"] or None, cache_dir=v["cache_dir"] or None)
         t0 = time.monotonic()
-        self.pipeline = PosePipeline(cfg)
+        pipeline = PosePipeline(cfg)
         self.get_logger().info(f"model loaded in {time.monotonic() - t0:.1f} s: backend "
-                               f"{self.pipeline.backend} on {self.pipeline.device}")
+                               f"{pipeline.backend} on {pipeline.device}")
+        return pipeline
+
+    def _setup(self) -> None:
+        v = self.p
+        self.pipeline = self._make_pipeline()
+        ent = self._entities = []
         # inputs
         if v["use_compressed"]:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, SENSOR_QOS)
+            ent.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, SENSOR_QOS))
         else:
-            self.create_subscription(Image, "image", self._on_image, SENSOR_QOS)
-        self.create_subscription(CameraInfo, "camera_info", self._on_info, SENSOR_QOS)
+            ent.append(self.create_subscription(Image, "image", self._on_image, SENSOR_QOS))
+        ent.append(self.create_subscription(CameraInfo, "camera_info", self._on_info, SENSOR_QOS))
         self._infos: collections.deque[CameraInfo] = collections.deque(maxlen=30)
         self._depths: collections.deque[Image] = collections.deque(maxlen=5)
         self._depth_infos: collections.deque[CameraInfo] = collections.deque(maxlen=30)
         if v["use_depth"]:
-            self.create_subscription(Image, "depth/image", self._on_depth, SENSOR_QOS)
-            self.create_subscription(CameraInfo, "depth/camera_info",
-                                     lambda m: self._depth_infos.append(m), SENSOR_QOS)
+            ent.append(self.create_subscription(Image, "depth/image", self._on_depth, SENSOR_QOS))
+            ent.append(self.create_subscription(CameraInfo, "depth/camera_info",
+                                                lambda m: self._depth_infos.append(m), SENSOR_QOS))
         # outputs
         self.pub_skeletons = self.create_publisher(SkeletonArray, "skeletons", RESULT_QOS)
         self.pub_markers = self.create_publisher(MarkerArray, "markers", RESULT_QOS)
         self.pub_debug = self.create_publisher(Image, "debug_image", SENSOR_QOS)
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        ent += [self.pub_skeletons, self.pub_markers, self.pub_debug, self.pub_diag]
         self.tf = TfBroadcaster(self)
         self.tf_lookup = TransformLookup(self)
         # state
-        self._cond = threading.Condition()
-        self._pending: _Frame | None = None
+        self._pending = None
         self._running = True
         self._had_people = False
-        self.stats = collections.Counter()
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=100)
         # per frame: convert input, pipeline, 3D, build + publish outputs (ms)
         self._stage_ms: collections.deque[tuple] = collections.deque(maxlen=100)
         self._t_stats = time.monotonic()
         self._last_stats = collections.Counter()
-        self.create_timer(v["diagnostics_period"], self._publish_diagnostics)
+        ent.append(self.create_timer(v["diagnostics_period"], self._publish_diagnostics))
         self._worker = threading.Thread(target=self._work, name="pose_worker", daemon=True)
         self._worker.start()
+
+    def _teardown(self) -> None:
+        self._active = False
+        self._running = False
+        with self._cond:
+            self._pending = None
+            self._cond.notify_all()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=5)
+        self._worker = None
+        for e in getattr(self, "_entities", []):
+            if isinstance(e, Subscription):
+                self.destroy_subscription(e)
+            elif isinstance(e, Timer):
+                self.destroy_timer(e)
+            else:
+                self.destroy_publisher(e)
+        self._entities = []
+        if getattr(self, "tf", None) is not None:
+            self.tf.destroy()
+            self.tf_lookup.destroy()
+            self.tf = self.tf_lookup = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
 
     # -- parameters ---------------------------------------------------------------------
     def _check(self, values: dict) -> str | None:
@@ -197,6 +245,8 @@ class PoseNode(Node):
 
     # -- inputs -------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
+        if not self._active:
+            return
         with self._cond:
             self.stats["received"] += 1
             if self._pending is not None:
@@ -248,6 +298,9 @@ class PoseNode(Node):
                         and time.monotonic() < deadline and self._pending is None:
                     self._cond.wait(0.01)
                     info = self._nearest(self._infos, stamp, tol)
+                if not self._active or self.pipeline is None:
+                    continue  # deactivated meanwhile
+                self._busy = True
             try:
                 self._process(frame, info)
             except (ImageFormatError, CameraModelError, ValueError) as exc:
@@ -256,6 +309,10 @@ class PoseNode(Node):
                 if not self.context.ok():
                     return  # shutting down (e.g. SIGTERM): publishers are gone
                 self._error("internal", f"skipping frame, unexpected {type(exc).__name__}: {exc}")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
 
     def _process(self, frame: _Frame, info: CameraInfo | None) -> None:
         msg = frame.msg
@@ -340,6 +397,8 @@ class PoseNode(Node):
 
     # -- diagnostics ---------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        if self.pipeline is None:
+            return
         now = time.monotonic()
         dt = max(now - self._t_stats, 1e-6)
         rate_in = (self.stats["received"] - self._last_stats["received"]) / dt
@@ -369,18 +428,81 @@ class PoseNode(Node):
 
     _bad_reported = 0
 
+
+class PoseNode(_PoseLogic, Node):
+    """pose_node: starts working as soon as it is constructed."""
+
+    def __init__(self, **kwargs) -> None:
+        Node.__init__(self, "pose_node", **kwargs)
+        self._declare_params()
+        self._setup()
+        self._active = True
+
     def destroy_node(self) -> None:
-        self._running = False
+        self._teardown()
+        Node.destroy_node(self)
+
+
+class LifecyclePoseNode(_PoseLogic, LifecycleNode):
+    """pose_node as a managed (lifecycle) node: configure loads the model and creates the
+    topics, activate starts processing, deactivate stops it (and frees GPU memory: the model
+    is reloaded on the next activate), cleanup / shutdown release everything."""
+
+    def __init__(self, **kwargs) -> None:
+        LifecycleNode.__init__(self, "pose_node", **kwargs)
+        self._declare_params()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._setup()
+        except Exception as exc:
+            self.get_logger().error(f"configure failed: {exc}")
+            self._teardown()
+            return TransitionCallbackReturn.FAILURE
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.pipeline is None:
+            try:
+                self.pipeline = self._make_pipeline()
+            except Exception as exc:
+                self.get_logger().error(f"activate failed: {exc}")
+                return TransitionCallbackReturn.FAILURE
+        self._active = True
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
         with self._cond:
-            self._cond.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5)
-        self.pipeline.close()
-        super().destroy_node()
+            self._pending = None
+            while self._busy:
+                self._cond.wait(0.05)
+        if self.pipeline is not None and self.pipeline.device == "cuda":
+            self.pipeline.close()  # free GPU memory while inactive
+            self.pipeline = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def destroy_node(self) -> None:
+        self._teardown()
+        LifecycleNode.destroy_node(self)
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_node(PoseNode, "pose_node", argv, threads=2)
+
+
+def main_lifecycle(argv: list[str] | None = None) -> int:
+    """`ros2 run pose_ros pose_lifecycle_node`: unconfigured until a lifecycle manager (or
+    `ros2 lifecycle set /pose_node configure` / `activate`) moves it on."""
+    return run_node(LifecyclePoseNode, "pose_node", argv, threads=2)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ class TfBroadcaster:
     """Send many transforms as one TFMessage per call."""
 
     def __init__(self, node: Node) -> None:
+        self._node = node
         self._broadcaster = None
         self._pub = None
         try:
@@ -32,6 +33,14 @@ class TfBroadcaster:
     @property
     def uses_tf2_ros(self) -> bool:
         return self._broadcaster is not None
+
+    def destroy(self) -> None:
+        """Release the /tf publisher (lifecycle cleanup)."""
+        if self._pub is not None:
+            self._node.destroy_publisher(self._pub)
+        elif self._broadcaster is not None and hasattr(self._broadcaster, "pub_tf"):
+            self._node.destroy_publisher(self._broadcaster.pub_tf)
+        self._pub = self._broadcaster = None
 
     def send(self, transforms: Sequence[TransformStamped]) -> None:
         if not transforms:

@@ -22,7 +22,9 @@ TF_STATIC_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
 
 class TransformLookup:
     def __init__(self, node: Node) -> None:
+        self._node = node
         self._buffer = None
+        self._subs: list = []
         try:
             import tf2_ros
         except ImportError:
@@ -30,11 +32,19 @@ class TransformLookup:
 
             self._edges: dict[str, tuple[str, Rigid]] = {}  # child -> (parent, parent<-child)
             self._lock = threading.Lock()
-            node.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
-            node.create_subscription(TFMessage, "/tf_static", self._on_tf, TF_STATIC_QOS)
+            self._subs = [node.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS),
+                          node.create_subscription(TFMessage, "/tf_static", self._on_tf, TF_STATIC_QOS)]
         else:
             self._buffer = tf2_ros.Buffer()
             self._listener = tf2_ros.TransformListener(self._buffer, node, spin_thread=False)
+
+    def destroy(self) -> None:
+        """Release subscriptions (lifecycle cleanup)."""
+        for sub in self._subs:
+            self._node.destroy_subscription(sub)
+        self._subs = []
+        if self._buffer is not None and hasattr(self._listener, "unregister"):
+            self._listener.unregister()
 
     def _on_tf(self, msg) -> None:
         with self._lock:
