@@ -430,9 +430,9 @@ def test_lifecycle_node_transitions(models):
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
-    node = LifecyclePoseNode(context=ctx, parameter_overrides=[
+    node = LifecyclePoseNode(context=ctx, namespace="/lc", parameter_overrides=[
         Parameter("backend", value="onnxruntime"), Parameter("static_image_mode", value=True)])
-    client = rclpy.create_node("lifecycle_client", context=ctx)
+    client = rclpy.create_node("lifecycle_client", context=ctx, namespace="/lc")
     got: list = []
     client.create_subscription(SkeletonArray, "skeletons", got.append, RESULT_QOS)
     pub_i = client.create_publisher(Image, "image", SENSOR_QOS)
