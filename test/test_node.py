@@ -454,10 +454,16 @@ def test_lifecycle_node_transitions(models):
             time.sleep(0.1)
         return len(got) - n
 
+    def subscribers(n: int) -> bool:  # the ROS graph updates asynchronously
+        end = time.monotonic() + 10
+        while client.count_subscribers("image") != n and time.monotonic() < end:
+            time.sleep(0.05)
+        return client.count_subscribers("image") == n
+
     try:
-        assert node.pipeline is None and client.count_subscribers("image") == 0  # unconfigured
+        assert node.pipeline is None and subscribers(0)  # unconfigured: no topics yet
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.pipeline is not None and client.count_subscribers("image") == 1
+        assert node.pipeline is not None and subscribers(1)
         assert pump(1.5) == 0  # configured, not active: nothing is processed
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         deadline = time.monotonic() + 20
@@ -468,7 +474,7 @@ def test_lifecycle_node_transitions(models):
         time.sleep(0.5)
         assert pump(1.5) == 0
         assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-        assert node.pipeline is None and client.count_subscribers("image") == 0
+        assert node.pipeline is None and subscribers(0)
     finally:
         ex.shutdown(timeout_sec=10)
         thread.join(timeout=10)
