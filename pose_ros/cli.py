@@ -126,7 +126,7 @@ def cmd_infer(args) -> int:
                          backend=args.backend, device=args.device,
                          detector_model=args.detector_model, landmark_model=args.landmark_model,
                          cache_dir=args.cache_dir)
-    pipe = PosePipeline(cfg)
+    pipe = PosePipeline(cfg, progress=not args.quiet)
     print(f"pose-ros: backend {pipe.backend} on {pipe.device}", file=sys.stderr)
     by_name: dict[str, int] = {}
     if args.coco_annotations:

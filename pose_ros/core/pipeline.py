@@ -193,7 +193,9 @@ def _auto_backend(build, input_shape: tuple[int, ...]) -> Engine:
 class PosePipeline:
     """Multi-person BlazePose (see the module docstring). Not thread-safe: one per thread."""
 
-    def __init__(self, config: PipelineConfig | None = None):
+    def __init__(self, config: PipelineConfig | None = None, progress: bool = False):
+        """progress: show a progress bar while the networks are imported / exported / built
+        (the first run exports ONNX or builds TensorRT engines, which takes seconds to minutes)."""
         self.cfg = config or PipelineConfig()
         self.cfg.validate()
         det_path, lm_path = _model_paths(self.cfg)
@@ -209,8 +211,14 @@ class PosePipeline:
                 return _auto_backend(build, shape)
             return build(self.cfg.backend, self.cfg.device)
 
-        self.detector = make(det_path, DETECTOR_OUTPUTS, det_shape)
-        self.landmarker = make(lm_path, lm_outputs, lm_shape)
+        from tqdm import tqdm
+
+        with tqdm(total=2, desc=f"loading models ({self.cfg.backend})", unit="net",
+                  disable=not progress, leave=False) as bar:
+            self.detector = make(det_path, DETECTOR_OUTPUTS, det_shape)
+            bar.update(1)
+            self.landmarker = make(lm_path, lm_outputs, lm_shape)
+            bar.update(1)
         self.backend = self.landmarker.name
         self.device = self.landmarker.device
         self._tracks: list[_Track] = []

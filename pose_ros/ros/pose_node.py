@@ -236,11 +236,11 @@ class _PoseLogic:
         reason = self._check({p.name: p.value for p in params})
         if reason:
             return SetParametersResult(successful=False, reason=reason)
-        if hasattr(self, "pipeline"):
-            for prm in params:
+        for prm in params:
+            if hasattr(self, "p"):
                 self.p[prm.name] = prm.value
-                if hasattr(self.pipeline.cfg, prm.name):
-                    setattr(self.pipeline.cfg, prm.name, prm.value)  # read per frame
+            if self.pipeline is not None and hasattr(self.pipeline.cfg, prm.name):
+                setattr(self.pipeline.cfg, prm.name, prm.value)  # read per frame
         return SetParametersResult(successful=True)
 
     # -- inputs -------------------------------------------------------------------------
