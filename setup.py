@@ -2,7 +2,7 @@
 
 ROS users build with colcon instead (CMakeLists.txt), which also generates pose_ros.msg.
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="pose_ros",
@@ -10,7 +10,7 @@ setup(
     description="Human pose estimation for robots: ROS-free core and CLI of pose_ros",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["pose_ros", "pose_ros.core", "pose_ros.ros"],
+    packages=find_packages(include=["pose_ros", "pose_ros.*"]),
     install_requires=[
         "numpy>=1.24",
         "opencv-python-headless>=4.8,<5",
@@ -21,6 +21,7 @@ setup(
         "onnxruntime>=1.17",
         "flatbuffers>=23",
         "tflite>=2.10",
+        "scikit-image>=0.21",
         "tqdm>=4.60",
         "PyYAML>=6",
     ],

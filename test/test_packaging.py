@@ -45,6 +45,8 @@ def test_pip_wheel_has_core_and_cli(tmp_path):
                     "-q", "-w", str(tmp_path), str(ROOT)], check=True, timeout=300)
     wheel = next(tmp_path.glob("pose_ros-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "pose_ros/core/skeletons.py" in names and "pose_ros/cli.py" in names
+    for f in ("pose_ros/core/skeletons.py", "pose_ros/core/models/tflite_import.py",
+              "pose_ros/core/pipeline.py", "pose_ros/cli.py"):
+        assert f in names, f
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "pose-ros = pose_ros.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
