@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import rclpy
 import skimage.data
+from common import table
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,7 +25,7 @@ from std_msgs.msg import Header
 from pose_ros.core.camera import default_camera
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline
 from pose_ros.msg import SkeletonArray
-from pose_ros.ros.convert import rgb_to_image
+from pose_ros.ros.convert import camera_info_msg, rgb_to_image
 from pose_ros.ros.qos import RESULT_QOS, SENSOR_QOS
 
 NS = "/bench"
@@ -40,10 +41,7 @@ def frame(w: int, h: int, shift: int = 0) -> np.ndarray:
 
 
 def info(w: int, h: int, header: Header) -> CameraInfo:
-    cam = default_camera(w, h)
-    msg = CameraInfo(header=header, width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5)
-    msg.k = cam.K.reshape(-1).tolist()
-    return msg
+    return camera_info_msg(default_camera(w, h), header)
 
 
 class Bench:
@@ -111,14 +109,6 @@ def core_latency(w: int, h: int, n: int = 60) -> float:
         pipe(f)
         ms.append((time.perf_counter() - t) * 1e3)
     return float(np.median(ms[5:]))
-
-
-def table(rows, header):
-    cols = [header, *[[str(c) for c in r] for r in rows]]
-    wd = [max(len(r[i]) for r in cols) for i in range(len(header))]
-    out = [" | ".join(c.ljust(wd[i]) for i, c in enumerate(r)) for r in cols]
-    out.insert(1, "-+-".join("-" * x for x in wd))
-    return "\n".join(out)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 here = Path(__file__).parent
+sys.path.insert(0, str(here))  # benchmarks/common.py
 benches = sorted(p for p in here.glob("bench_*.py"))
 if not benches:
     print("no benchmarks yet")

@@ -28,7 +28,7 @@ from conftest import ROOT, photo
 from pose_ros.core.camera import default_camera
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline
 from pose_ros.msg import Keypoint, SkeletonArray
-from pose_ros.ros.convert import rgb_to_image
+from pose_ros.ros.convert import camera_info_msg, rgb_to_image
 from pose_ros.ros.pose_node import PARAMS, PoseNode
 from pose_ros.ros.qos import RESULT_QOS, SENSOR_QOS, TF_QOS
 from pose_ros.ros.tf_lookup import TF_STATIC_QOS
@@ -37,9 +37,9 @@ FRAME = "camera_color_optical_frame"
 
 
 def info_for(w: int, h: int, header: Header, k=None) -> CameraInfo:
-    cam = default_camera(w, h)
-    msg = CameraInfo(header=header, width=w, height=h, distortion_model="plumb_bob", d=[0.0] * 5)
-    msg.k = list(k) if k is not None else cam.K.reshape(-1).tolist()
+    msg = camera_info_msg(default_camera(w, h), header)
+    if k is not None:
+        msg.k = list(k)
     return msg
 
 

@@ -21,6 +21,17 @@ def camera_from_info(msg: CameraInfo) -> PinholeCamera:
     return PinholeCamera.from_camera_info(msg.width, msg.height, msg.k, msg.d, msg.distortion_model)
 
 
+def camera_info_msg(camera: PinholeCamera, header: Header) -> CameraInfo:
+    """CameraInfo for a pinhole camera (R = identity, P = [K | 0]: an unrectified monocular camera)."""
+    msg = CameraInfo(header=header, width=camera.width, height=camera.height,
+                     distortion_model=camera.distortion_model or "plumb_bob")
+    msg.d = [float(v) for v in camera.D]
+    msg.k = camera.K.reshape(-1).tolist()
+    msg.r = np.eye(3).reshape(-1).tolist()
+    msg.p = np.hstack([camera.K, np.zeros((3, 1))]).reshape(-1).tolist()
+    return msg
+
+
 def image_to_rgb(msg: Image) -> np.ndarray:
     arr = image_array(msg.encoding, msg.width, msg.height, msg.step, bool(msg.is_bigendian), msg.data)
     return np.ascontiguousarray(to_rgb8(msg.encoding, arr))

@@ -19,7 +19,7 @@ from std_msgs.msg import Header
 
 from pose_ros.core.camera import default_camera
 
-from .convert import rgb_to_image
+from .convert import camera_info_msg, rgb_to_image
 from .qos import SENSOR_QOS
 from .run import run_node
 
@@ -103,12 +103,7 @@ class DemoSource(Node):
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         img = rgb_to_image(rgb if self.encoding == "rgb8" else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), header)
         img.encoding = self.encoding
-        cam = default_camera(rgb.shape[1], rgb.shape[0], self.hfov)
-        info = CameraInfo(header=header, width=cam.width, height=cam.height,
-                          distortion_model="plumb_bob", d=[0.0] * 5)
-        info.k = cam.K.reshape(-1).tolist()
-        info.r = np.eye(3).reshape(-1).tolist()
-        info.p = np.hstack([cam.K, np.zeros((3, 1))]).reshape(-1).tolist()
+        info = camera_info_msg(default_camera(rgb.shape[1], rgb.shape[0], self.hfov), header)
         self.pub_info.publish(info)  # info first: the pose node pairs them by stamp
         self.pub_image.publish(img)
         self.count += 1
