@@ -336,7 +336,7 @@ class _PoseLogic:
         t1 = time.perf_counter()
         persons = self.pipeline(rgb)
         t2 = time.perf_counter()
-        positions, sources, bodies = [], [], []
+        positions, sources = [], []
         for person in persons:
             pos, src = lift.person_positions(person, camera, depth, self.p["depth_window"])
             positions.append(pos)
@@ -344,14 +344,14 @@ class _PoseLogic:
         out_header = header
         target = self.p["target_frame"]
         if target and target != header.frame_id:
-            tf = self.tf_lookup.lookup(target, header.frame_id)
-            if tf is None:
+            to_target = self.tf_lookup.lookup(target, header.frame_id)
+            if to_target is None:
                 self.get_logger().warning(
                     f"no transform from '{header.frame_id}' to target_frame '{target}'; "
                     "publishing in the image frame", throttle_duration_sec=self.p["log_throttle"])
                 self.stats["missing_tf"] += 1
             else:
-                positions = [tf.apply(p) for p in positions]
+                positions = [to_target.apply(p) for p in positions]
                 out_header = type(header)(stamp=header.stamp, frame_id=target)
         bodies = [lift.body_frame(p, person.layout) for p, person in zip(positions, persons, strict=True)]
         t3 = time.perf_counter()
