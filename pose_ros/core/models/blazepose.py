@@ -142,12 +142,6 @@ def letterbox_roi(width: int, height: int) -> Roi:
 
 # --- detector -------------------------------------------------------------------------
 
-def detector_input(image: np.ndarray) -> tuple[np.ndarray, Roi]:
-    """RGB uint8 H x W x 3 -> (224 x 224 x 3 float32 in [-1, 1], the letterbox ROI)."""
-    roi = letterbox_roi(image.shape[1], image.shape[0])
-    return detector_batch(image, [roi])[0], roi
-
-
 def detector_batch(image: np.ndarray, rois: list[Roi]) -> np.ndarray:
     """Detector inputs for several (unrotated) ROIs: (len(rois), 224, 224, 3) in [-1, 1];
     outside the image is black, as MediaPipe's letterbox."""
@@ -277,28 +271,34 @@ def landmark_input(image: np.ndarray, rois: list[Roi]) -> np.ndarray:
 
 def refine_from_heatmap(xy: np.ndarray, heatmap: np.ndarray, kernel: int = HEATMAP_KERNEL,
                         min_confidence: float = HEATMAP_MIN_CONFIDENCE) -> np.ndarray:
-    """RefineLandmarksFromHeatmapCalculator for one person.
+    """RefineLandmarksFromHeatmapCalculator for one person (vectorised over landmarks).
 
     xy: (K, 2) landmarks normalised to the crop [0, 1]. heatmap: (Hh, Wh, K) logits.
     Returns refined (K, 2): the sigmoid-weighted mean cell index in a kernel x kernel window
     around each landmark, divided by the heatmap size, where the window's max >= min_confidence.
+    Cells outside the heatmap weigh 0 (MediaPipe shrinks the window at the edges).
     """
     hh, wh, k = heatmap.shape
-    out = xy.copy()
     off = (kernel - 1) // 2
+    out = xy.copy()
     cols = (xy[:, 0] * wh).astype(np.int64)  # C++ float->int truncation
     rows = (xy[:, 1] * hh).astype(np.int64)
-    for i in range(k):
-        c, r = cols[i], rows[i]
-        if xy[i, 0] * wh < 0 or c >= wh or xy[i, 1] * hh < 0 or r >= hh:
-            continue
-        r0, r1, c0, c1 = max(0, r - off), min(hh, r + off + 1), max(0, c - off), min(wh, c + off + 1)
-        conf = expit(heatmap[r0:r1, c0:c1, i].astype(np.float64))
-        s = conf.sum()
-        if conf.max() >= min_confidence and s > 0:
-            rr, cc = np.mgrid[r0:r1, c0:c1]
-            out[i, 0] = (cc * conf).sum() / wh / s
-            out[i, 1] = (rr * conf).sum() / hh / s
+    inside = (xy[:, 0] * wh >= 0) & (cols < wh) & (xy[:, 1] * hh >= 0) & (rows < hh)
+    idx = np.nonzero(inside)[0]
+    if idx.size == 0:
+        return out
+    d = np.arange(-off, off + 1)
+    rr = rows[idx, None, None] + d[None, :, None]  # n x kernel x 1
+    cc = cols[idx, None, None] + d[None, None, :]  # n x 1 x kernel
+    valid = (rr >= 0) & (rr < hh) & (cc >= 0) & (cc < wh)  # n x kernel x kernel
+    logits = heatmap[np.clip(rr, 0, hh - 1), np.clip(cc, 0, wh - 1), idx[:, None, None]]
+    conf = np.where(valid, expit(logits.astype(np.float64)), 0.0)
+    total = conf.sum((1, 2))
+    refine = (conf.max((1, 2)) >= min_confidence) & (total > 0)
+    sel = idx[refine]
+    safe = np.where(total > 0, total, 1.0)
+    out[sel, 0] = ((cc * conf).sum((1, 2)) / wh / safe)[refine]
+    out[sel, 1] = ((rr * conf).sum((1, 2)) / hh / safe)[refine]
     return out
 
 
