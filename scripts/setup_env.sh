@@ -25,6 +25,13 @@ VENV=${POSE_ROS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/pose_ros/venv-$MODE-$pyver
 
 log() { printf '[env] %s\n' "$*" >&2; }
 
+# One environment step at a time per checkout (parallel `make` targets share build/ and install/).
+if [ -z "${POSE_ROS_ENV_LOCKED:-}" ] && command -v flock >/dev/null; then
+  mkdir -p "$ROOT/build"
+  export POSE_ROS_ENV_LOCKED=1
+  exec flock "$ROOT/build/.env.lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
+
 # What the environment depends on: requirement pins, the build description and the set of
 # installed files (content edits are live through --symlink-install; new files need a build).
 stamp_of() {
