@@ -11,19 +11,26 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pose_ros", "pose_ros.*"]),
+    # The same ranges as requirements/distro.txt (test/test_requirements.py keeps them equal):
+    # wide enough for the numpy of Ubuntu 22.04 / 24.04. Exact pins for the bare-machine venv are
+    # in requirements/core.txt.
     install_requires=[
-        "numpy>=1.24",
-        "opencv-python-headless>=4.8,<5",
-        "scipy>=1.10",
-        "transforms3d>=0.4",
-        "torch>=2.1",
-        "onnx>=1.15",
-        "onnxruntime>=1.17",
-        "flatbuffers>=23",
+        "numpy>=1.21",
+        "opencv-python-headless>=4.5.4,<5",
+        "scipy>=1.8",
+        "transforms3d>=0.3.1",
+        "PyYAML>=5.4",
+        "tqdm>=4.57",
+        "flatbuffers>=1.12",
+        "onnxruntime>=1.16",
+        "onnx>=1.14",
         "tflite>=2.10",
-        "scikit-image>=0.21",
-        "tqdm>=4.60",
-        "PyYAML>=6",
+        "scikit-image>=0.19",
+        "matplotlib>=3.5",
+        "mcap-ros2-support>=0.5",
     ],
+    # torch is optional (the `torch` / `tensorrt` backends): >= 2.3 covers JetPack 6 (2.3-2.5)
+    # and is the first torch that works with numpy 2
+    extras_require={"torch": ["torch>=2.3"]},
     entry_points={"console_scripts": ["pose-ros = pose_ros.cli:main"]},
 )

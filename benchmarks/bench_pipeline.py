@@ -1,7 +1,9 @@
 """Pipeline benchmark: pose_ros vs MediaPipe's own BlazePose on the same frames, same machine.
 
   * latency: median per-frame ms over >= 100 frames at 640x480, tracking and static modes,
-    for each CPU backend of ours and for `mediapipe.solutions.pose.Pose(model_complexity=1)`;
+    for each CPU backend of ours and for `mediapipe.solutions.pose.Pose(model_complexity=1)`,
+    on a quiet CPU and again with one core busy (another process in a busy loop), including
+    onnxruntime with its default spinning thread pool for comparison;
   * batching: landmark stage for k = 1, 2, 4, 8 persons in one call vs k single calls;
   * parity: mean landmark distance to MediaPipe (landmarks MediaPipe marks visible > 0.5);
   * COCO keypoint AP on ../shared/data/coco (if present), ours and MediaPipe, via pycocotools.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,31 +24,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import skimage.data
-from common import table
+from common import busy_core, mediapipe_env, mediapipe_python, table
 from tqdm import tqdm
 
+from pose_ros.core.backends import BackendUnavailableError
+from pose_ros.core.engines import ort_session_options
 from pose_ros.core.models import blazepose as bp
-from pose_ros.core.models.fetch import cache_root
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline
 from pose_ros.core.results import coco_keypoint_result
 from pose_ros.core.skeletons import BLAZEPOSE_33, COCO_17, mapping
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-MP_VENV = cache_root() / "bench-mediapipe"
-
-
-def mediapipe_python() -> Path | None:
-    py = MP_VENV / "bin" / "python"
-    if not py.exists():
-        print("creating the MediaPipe benchmark venv (one-off) ...", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(MP_VENV)], check=True)
-        r = subprocess.run([str(py), "-m", "pip", "install", "-q", "mediapipe==0.10.14",
-                            "opencv-python-headless<5"], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"MediaPipe venv failed: {r.stderr[-500:]}", file=sys.stderr)
-            return None
-    return py
+QUIET_TARGET, BUSY_TARGET = 0.5, 0.7  # x MediaPipe, tracking, one person (issue 8, item 12)
 
 
 def run_mediapipe(frames: np.ndarray, mode: str) -> dict | None:
@@ -56,8 +45,7 @@ def run_mediapipe(frames: np.ndarray, mode: str) -> dict | None:
         return None
     with tempfile.TemporaryDirectory() as tmp:
         np.save(Path(tmp) / "f.npy", frames)
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-        env["GLOG_minloglevel"] = "2"
+        env = mediapipe_env()
         r = subprocess.run([str(py), str(Path(__file__).with_name("mediapipe_runner.py")),
                             str(Path(tmp) / "f.npy"), mode, str(Path(tmp) / "o.json")],
                            capture_output=True, text=True, env=env)
@@ -77,40 +65,89 @@ def moving_person_frames(n: int) -> np.ndarray:
     return frames
 
 
-def time_ours(frames: np.ndarray, cfg: PipelineConfig) -> tuple[float, PosePipeline]:
-    pipe = PosePipeline(cfg)
-    for f in frames[:5]:  # warm-up, then start from a clean tracking state
-        pipe(f)
+# (label, PipelineConfig backend, onnxruntime thread pool spinning)
+VARIANTS = [
+    ("auto", "auto", False),
+    ("onnxruntime", "onnxruntime", False),
+    ("onnxruntime, spinning pool (onnxruntime's default; before)", "onnxruntime", True),
+    ("openvino", "openvino", False),
+    ("openvino_bf16", "openvino_bf16", False),
+    ("torch", "torch", False),
+]
+
+
+def make_pipeline(backend: str, spinning: bool, **cfg) -> PosePipeline:
+    pipe = PosePipeline(PipelineConfig(backend=backend, **cfg))
+    if spinning:  # the same ONNX files, sessions with onnxruntime's spinning thread pool
+        import onnxruntime as ort
+
+        for eng in (pipe.detector, pipe.landmarker):
+            eng.session = ort.InferenceSession(eng.session._model_path, ort_session_options(spinning=True),
+                                               providers=["CPUExecutionProvider"])
+    return pipe
+
+
+def time_ours(frames: np.ndarray, pipe: PosePipeline, budget_s: float) -> list[float]:
+    """ms per frame, from a clean tracking state, stopping early after ``budget_s`` seconds
+    (so a slow variant cannot take minutes)."""
     pipe.reset()
-    ms = []
+    ms: list[float] = []
+    end = time.monotonic() + budget_s
     for f in frames:
         t = time.perf_counter()
         pipe(f)
         ms.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(ms)), pipe
+        if time.monotonic() > end:
+            break
+    return ms
 
 
-def latency(n_frames: int, use_mp: bool) -> None:
-    frames = moving_person_frames(n_frames)
-    rows = []
-    mp_ms = {}
-    if use_mp:
-        for mode in ("tracking", "static"):
+def latency_rows(frames: np.ndarray, mode: str, use_mp: bool, rounds: int, variants=VARIANTS) -> list[list]:
+    """One row per variant (+ MediaPipe) for one mode. A shared machine's load drifts, so
+    every variant and MediaPipe run once per round, in turn, and the medians pool all rounds."""
+    pipes, rows = {}, []
+    for label, backend, spinning in variants:
+        try:
+            pipe = make_pipeline(backend, spinning, static_image_mode=mode == "static")
+        except (BackendUnavailableError, ImportError, ValueError) as exc:
+            rows.append([mode, f"pose_ros {label}", "n/a", str(exc).split(";")[0][:60]])
+            continue
+        for f in frames[:5]:  # warm-up
+            pipe(f)
+        pipes[label if backend != "auto" else f"auto -> {pipe.backend}"] = pipe
+    ms: dict[str, list[float]] = {name: [] for name in pipes}
+    mp: list[float] = []
+    for _ in range(rounds):
+        if use_mp:
             res = run_mediapipe(frames, mode)
-            if res:
-                mp_ms[mode] = float(np.median(res["ms"]))
-    for mode in ("tracking", "static"):
-        for backend in ("onnxruntime", "torch"):
-            for maxp in (1, 4):
-                cfg = PipelineConfig(backend=backend, static_image_mode=mode == "static", max_persons=maxp)
-                med, _ = time_ours(frames, cfg)
-                ratio = f"{med / mp_ms[mode]:.2f}x" if mode in mp_ms else "n/a"
-                rows.append([mode, f"pose_ros {backend} (max_persons={maxp})", f"{med:.1f}", ratio])
-        if mode in mp_ms:
-            rows.append([mode, "MediaPipe 0.10.14 Pose(model_complexity=1)", f"{mp_ms[mode]:.1f}", "1.00x"])
-    print(f"\nLatency, {n_frames} frames 640x480, one person, median ms per frame "
-          f"(ratio = ours / MediaPipe, lower is better)")
-    print(table(rows, ["mode", "pipeline", "median ms", "vs MediaPipe"]))
+            mp += res["ms"][5:] if res else []
+        for name, pipe in pipes.items():
+            ms[name] += time_ours(frames, pipe, budget_s=6.0)
+    mp_ms = float(np.median(mp)) if mp else None
+    for name, pipe in pipes.items():
+        med = float(np.median(ms[name]))
+        rows.append([mode, f"pose_ros {name}", f"{med:.1f}", f"{med / mp_ms:.2f}x" if mp_ms else "n/a"])
+        pipe.close()
+    if mp_ms:
+        rows.append([mode, "MediaPipe 0.10.14 Pose(model_complexity=1)", f"{mp_ms:.1f}", "1.00x"])
+    return rows
+
+
+def latency(n_frames: int, use_mp: bool, rounds: int) -> None:
+    """Quiet CPU (tracking and static) and one core busy (tracking); ours and MediaPipe are
+    measured in the same conditions, in turn."""
+    frames = moving_person_frames(n_frames)
+    head = ["mode", "pipeline (default settings: max_persons=4)", "median ms", "vs MediaPipe"]
+    rows = (latency_rows(frames, "tracking", use_mp, rounds)
+            + latency_rows(frames, "static", use_mp, rounds, VARIANTS[:2]))
+    print(f"\nLatency, no extra load: {n_frames} frames 640x480, one person, median ms per frame over "
+          f"{rounds} rounds (ratio = ours / MediaPipe, lower is better; target tracking <= {QUIET_TARGET}x)")
+    print(table(rows, head))
+    with busy_core():
+        rows = latency_rows(frames, "tracking", use_mp, rounds)
+    print(f"\nLatency, one core busy (another process in a busy loop): {n_frames} frames 640x480, "
+          f"one person, tracking, {rounds} rounds (target <= {BUSY_TARGET}x)")
+    print(table(rows, head))
 
 
 def batching() -> None:
@@ -248,12 +285,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--no-mediapipe", action="store_true")
-    args = ap.parse_args()
+    ap.add_argument("--rounds", type=int, default=3, help="latency: runs of each variant, in turn")
+    ap.add_argument("--parts", default="latency,batching,scaling,parity",
+                    help="comma-separated subset of latency,batching,scaling,parity")
+    args, _ = ap.parse_known_args()
     use_mp = not args.no_mediapipe
-    latency(args.frames, use_mp)
-    batching()
-    scaling()
-    parity_and_ap(use_mp)
+    parts = {"latency": lambda: latency(args.frames, use_mp, args.rounds), "batching": batching, "scaling": scaling,
+             "parity": lambda: parity_and_ap(use_mp)}
+    for name in args.parts.split(","):
+        parts[name]()
 
 
 if __name__ == "__main__":

@@ -127,7 +127,8 @@ def cmd_infer(args) -> int:
                          detector_model=args.detector_model, landmark_model=args.landmark_model,
                          cache_dir=args.cache_dir)
     pipe = PosePipeline(cfg, progress=not args.quiet)
-    print(f"pose-ros: backend {pipe.backend} on {pipe.device}", file=sys.stderr)
+    print(f"pose-ros: backend {args.backend}, device {args.device} -> {pipe.backend_summary}",
+          file=sys.stderr)
     by_name: dict[str, int] = {}
     if args.coco_annotations:
         gt = json.loads(Path(args.coco_annotations).read_text())

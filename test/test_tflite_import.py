@@ -12,18 +12,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tflite_helpers import litert_outputs, make_int8
+from tflite_helpers import patched_tflite as _patched
 
 from pose_ros.core.models.tflite_import import UnsupportedModelError, load_tflite
-
-
-def litert_outputs(path, x):
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    it.set_tensor(it.get_input_details()[0]["index"], x)
-    it.invoke()
-    return {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
 
 
 @pytest.mark.parametrize("name,size,scale", [("pose_detection.tflite", 224, (2.0, -1.0)),
@@ -63,18 +55,6 @@ def test_output_pruning_drops_unused_heads(models):
         load_tflite(models["pose_landmark_full.tflite"], ["nope"])
 
 
-def _patched(path, tmp_path, patch):
-    """Copy of a .tflite with bytes changed through the flatbuffer's own offsets."""
-    import tflite
-
-    data = bytearray(path.read_bytes())
-    model = tflite.Model.GetRootAsModel(data, 0)
-    patch(model, data)
-    out = tmp_path / ("patched_" + path.name)
-    out.write_bytes(bytes(data))
-    return out
-
-
 def test_unsupported_op_is_named(models, tmp_path):
     import tflite
 
@@ -96,16 +76,24 @@ def test_unsupported_op_is_named(models, tmp_path):
 
 
 def test_quantised_weights_are_rejected(models, tmp_path):
-    def make_int8(model, data):
-        g = model.Subgraphs(0)
-        for t in range(g.TensorsLength()):
-            ten = g.Tensors(t)
-            if ten.Type() == 1 and ten.Sparsity() is None:  # a dense FLOAT16 weight
-                off = ten._tab.Offset(6)  # Tensor.type
-                data[ten._tab.Pos + off] = 9  # INT8
-                return
-        raise AssertionError("no fp16 tensor")
-
     bad = _patched(models["pose_detection.tflite"], tmp_path, make_int8)
     with pytest.raises(UnsupportedModelError, match="quantised"):
         load_tflite(bad)
+
+
+def test_torch_engine_is_eager_without_deprecation_warnings(models, astronaut):
+    """No TorchScript (torch.jit.trace / freeze warn as deprecated since torch 2.13)."""
+    import warnings
+
+    from pose_ros.core.pipeline import build_engine
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        eng = build_engine(models["pose_detection.tflite"], ["Identity", "Identity_1"], (1, 224, 224, 3),
+                           "torch", "cpu")
+        x = (cv2.resize(astronaut, (224, 224)).astype(np.float32) / 127.5 - 1.0)[None]
+        boxes, scores = eng(x)
+    assert not [w for w in caught if issubclass(w.category, DeprecationWarning)
+                and ("jit" in str(w.message) or "TorchScript" in str(w.message))]
+    ref = litert_outputs(models["pose_detection.tflite"], x)
+    assert np.abs(scores - ref["Identity_1"]).max() <= 2e-5 * np.abs(ref["Identity_1"]).max() + 1e-5

@@ -1,1 +1,4 @@
-"""ROS-free core of pose_ros: numpy / torch / OpenCV only (never imports rclpy)."""
+"""ROS-free core of pose_ros: numpy / OpenCV / onnxruntime; torch only for the torch backend.
+
+Never imports rclpy.
+"""

@@ -10,10 +10,17 @@ import cv2
 import numpy as np
 
 MAX_PIXELS = 4096 * 4096  # larger frames are rejected (memory / latency guard)
+# plausible depth range, metres (pose_node parameters min_depth / max_depth): 1e-40 m or 1 mm
+# is not a real depth of a person, nor is 1 km
+MIN_DEPTH, MAX_DEPTH = 0.1, 20.0
 
 
 class ImageFormatError(ValueError):
     """An image message that cannot be interpreted."""
+
+
+class DepthInvalidError(ImageFormatError):
+    """A depth image without a single usable pixel (the caller can fall back to monocular 3D)."""
 
 
 # encoding -> (numpy dtype, channels)
@@ -27,6 +34,9 @@ ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "yuv422": (np.dtype(np.uint8), 2), "uyvy": (np.dtype(np.uint8), 2),
     "yuv422_yuy2": (np.dtype(np.uint8), 2), "yuyv": (np.dtype(np.uint8), 2),
 }
+
+
+_YUV422 = ("yuv422", "uyvy", "yuv422_yuy2", "yuyv")
 
 
 def image_array(encoding: str, width: int, height: int, step: int, is_bigendian: bool,
@@ -45,6 +55,10 @@ def image_array(encoding: str, width: int, height: int, step: int, is_bigendian:
         raise ImageFormatError(f"image {width}x{height} exceeds the {max_pixels} pixel limit; "
                                "resize it upstream (e.g. image_proc/resize)")
     dtype, ch = ENCODINGS[encoding]
+    if encoding in _YUV422 and width % 2:
+        raise ImageFormatError(f"{encoding} image has an odd width ({width}); 4:2:2 YUV packs two "
+                               "pixels per U/V pair, so the width must be even: fix the driver's "
+                               "resolution or crop to an even width")
     row = width * ch * dtype.itemsize
     if step < row:
         raise ImageFormatError(f"step {step} is smaller than width*channels*bytes = {row} "
@@ -90,11 +104,62 @@ def to_rgb8(encoding: str, array: np.ndarray) -> np.ndarray:
     raise ImageFormatError(f"encoding {encoding!r} cannot be converted to RGB")
 
 
-def decode_compressed(data, fmt: str = "") -> np.ndarray:
-    """sensor_msgs/CompressedImage data (jpeg/png) -> RGB uint8 (H, W, 3)."""
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic ...): not DHT (C4),
+# JPG (C8) or DAC (CC), which share the C0-CF range
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_size(data) -> tuple[int, int]:
+    """(width, height) from a JPEG's SOF segment or a PNG's IHDR chunk, read from the header
+    without decoding. ImageFormatError for anything else (or a header that says nothing)."""
+    if data[:8] == _PNG_SIGNATURE:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageFormatError("PNG without an IHDR header chunk")
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 4 <= len(data):
+            if data[i] != 0xFF:
+                raise ImageFormatError(f"corrupt JPEG header (no marker at byte {i})")
+            marker = data[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # standalone markers, no length
+                i += 2
+                continue
+            if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+                break
+            length = int.from_bytes(data[i + 2:i + 4], "big")
+            if marker in _JPEG_SOF and i + 9 <= len(data):
+                height = int.from_bytes(data[i + 5:i + 7], "big")
+                width = int.from_bytes(data[i + 7:i + 9], "big")
+                return width, height
+            i += 2 + length
+        raise ImageFormatError("JPEG without a frame (SOF) header")
+    raise ImageFormatError(f"neither JPEG nor PNG (starts with {bytes(data[:8])!r}); "
+                           "use image_transport's compressed format (jpeg or png)")
+
+
+def decode_compressed(data, fmt: str = "", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """sensor_msgs/CompressedImage data (jpeg/png) -> RGB uint8 (H, W, 3).
+
+    The size is read from the header first: an image claiming more than ``max_pixels``
+    (e.g. a 631-byte JPEG saying 30000x30000) is rejected before OpenCV allocates for it."""
     buf = np.frombuffer(memoryview(data).cast("B"), np.uint8)
     if buf.size == 0:
         raise ImageFormatError("compressed image has no data")
+    try:
+        width, height = compressed_size(memoryview(buf))
+    except ImageFormatError as exc:
+        raise ImageFormatError(f"compressed image ({fmt or 'unknown format'}, {buf.size} bytes) could not "
+                               f"be decoded: {exc}") from None
+    if width * height > max_pixels:
+        raise ImageFormatError(f"compressed image header says {width}x{height}, over the {max_pixels} "
+                               "pixel limit; resize it upstream (the header is read before decoding)")
+    if width == 0 or height == 0:
+        raise ImageFormatError(f"compressed image header says {width}x{height} (zero size)")
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageFormatError(f"compressed image ({fmt or 'unknown format'}, {buf.size} bytes) "
@@ -104,12 +169,15 @@ def decode_compressed(data, fmt: str = "") -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def depth_to_metres(encoding: str, array: np.ndarray) -> np.ndarray:
-    """Depth image -> float32 metres, NaN where invalid (0, NaN, inf).
+def depth_to_metres(encoding: str, array: np.ndarray, min_depth: float = MIN_DEPTH,
+                    max_depth: float = MAX_DEPTH) -> np.ndarray:
+    """Depth image (H, W) -> float32 (H, W) metres, NaN where invalid.
 
-    16UC1 / mono16 are millimetres (REP-118), 32FC1 is metres. A unit check rejects the
-    common mix-up: a 32FC1 image whose valid values look like millimetres, or a 16UC1 image
-    whose values look like metres.
+    16UC1 / mono16 are millimetres (REP-118), 32FC1 is metres. Invalid: 0, NaN, inf and any
+    value outside the plausible range [min_depth, max_depth] metres (1e-40 m or 1 mm is not a
+    real depth). A unit check rejects the common mix-up: a 32FC1 image whose valid values look
+    like millimetres, or a 16UC1 image whose values look like metres (ImageFormatError).
+    Raises DepthInvalidError when no pixel is left (the message says why).
     """
     if encoding in ("16UC1", "mono16"):
         d = array.astype(np.float32) * 1e-3
@@ -125,5 +193,14 @@ def depth_to_metres(encoding: str, array: np.ndarray) -> np.ndarray:
                                    "must be metres (REP-118), millimetres belong in 16UC1")
     else:
         raise ImageFormatError(f"depth encoding {encoding!r} unsupported; use 16UC1 (mm) or 32FC1 (m)")
-    d[~valid] = np.nan
+    if not valid.any():
+        raise DepthInvalidError("depth image has no valid pixels (all 0 / NaN / inf)")
+    plausible = valid & (d >= min_depth) & (d <= max_depth)
+    if not plausible.any():
+        v = d[valid]
+        raise DepthInvalidError(
+            f"depth image has no pixel in the plausible range [{min_depth:g}, {max_depth:g}] m "
+            f"(its valid values span {float(v.min()):.3g}..{float(v.max()):.3g} m): not a real "
+            "depth; check the driver's depth units/scale, or the min_depth / max_depth parameters")
+    d[~plausible] = np.nan
     return d

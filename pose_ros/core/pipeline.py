@@ -14,22 +14,35 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
+import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .backends import (
+    DEFAULT_IMAGE_SIZE,
+    Available,
+    Choice,
+    detector_batch,
+    landmark_batch,
+    load_or_rebuild,
+    plan,
+    probe,
+    start_first,
+)
 from .engines import (
     BACKENDS,
-    BackendUnavailableError,
+    BackendUnavailableError,  # noqa: F401  (re-exported for callers)
     Engine,
     LiteRTEngine,
     OnnxRuntimeEngine,
+    OpenVinoEngine,
     TensorRTEngine,
     TorchEngine,
-    export_onnx,
-    median_ms,
     resolve_device,
 )
 from .models import blazepose as bp
@@ -59,7 +72,10 @@ class PipelineConfig:
     detector_model: str | None = None  # .tflite / .onnx path; default: cached BlazePose
     landmark_model: str | None = None
     cache_dir: str | None = None
-    max_batch: int = 16  # TensorRT optimisation profile (landmark persons / detector tiles)
+    # TensorRT optimisation profile max batch; 0: derived per network from max_persons,
+    # detector_tiles and image_size (larger batches run in chunks)
+    max_batch: int = 0
+    image_size: tuple[int, int] | None = None  # expected (width, height); None: 1280 x 720
 
     def validate(self) -> None:
         """Raise ValueError with the fix for settings a user can get wrong."""
@@ -71,6 +87,10 @@ class PipelineConfig:
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.max_batch < 0:
+            raise ValueError(f"max_batch must be 0 (derive) or >= 1, got {self.max_batch}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ValueError(f"image_size must be (width, height) in pixels, got {self.image_size}")
         if self.detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if not 0 <= self.detector_tiles <= 4:
@@ -106,6 +126,29 @@ class Person:
     layout: Layout = field(default=BLAZEPOSE_33)
 
 
+class TrackIds:
+    """Source of new track ids: random in 1 .. 2**31 - 1, never repeated within one source.
+
+    REP-155 wants body ids unique (two cameras = two pipelines must never both publish
+    ``body_1``) and reasonably short; ids below 2**31 also fit
+    visualization_msgs/Marker.id (int32) and Skeleton.id (uint32). Seeded from the OS
+    (``secrets``) unless ``seed`` is given (tests). Call it for the next id.
+    """
+
+    MAX_ID = 2**31 - 1
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._rng = random.Random(secrets.randbits(64) if seed is None else seed)
+        self._issued: set[int] = set()
+
+    def __call__(self) -> int:
+        while True:
+            i = self._rng.randint(1, self.MAX_ID)
+            if i not in self._issued:
+                self._issued.add(i)
+                return i
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -121,81 +164,79 @@ def _model_paths(cfg: PipelineConfig) -> tuple[Path, Path]:
 
 
 def _onnx_for(tflite: Path, outputs: list[str], input_shape: tuple[int, ...], cache_dir) -> Path:
-    """ONNX export of a .tflite (through the torch importer), cached by content + outputs."""
-    from .models.tflite_import import load_tflite
+    """ONNX of a .tflite written directly from the flatbuffer (no torch), cached by content,
+    outputs and the writer's format version. ``input_shape`` is unused (the batch is dynamic)."""
+    from .models.tflite_onnx import FORMAT_VERSION, tflite_to_onnx
 
-    key = hashlib.sha256(tflite.read_bytes() + ",".join(outputs).encode()).hexdigest()[:16]
+    key = hashlib.sha256(tflite.read_bytes() + ",".join(outputs).encode()
+                         + f",onnx-format-{FORMAT_VERSION}".encode()).hexdigest()[:16]
     path = cache_root(cache_dir) / "onnx" / f"{tflite.stem}-{key}.onnx"
     if not path.is_file():
-        log.info("exporting %s to ONNX (%s)", tflite.name, path)
-        export_onnx(load_tflite(tflite, outputs), path, input_shape)
+        log.info("writing %s as ONNX (%s)", tflite.name, path)
+        tflite_to_onnx(tflite, path, outputs)
     return path
 
 
 def build_engine(model: Path, outputs: list[str], input_shape: tuple[int, ...], backend: str,
-                 device: str, cache_dir=None, max_batch: int = 8) -> Engine:
-    """One network on one backend (``backend`` must not be 'auto' here)."""
+                 device: str, cache_dir=None, max_batch: int = 16) -> Engine:
+    """One network on one backend and a concrete device ('cpu' / 'cuda'; not 'auto').
+
+    input_shape: (1, H, W, C) of the network; max_batch: TensorRT profile size (larger
+    batches run in chunks). A cached ONNX that cannot be loaded is deleted and rebuilt (one
+    log line); a user-supplied .onnx is never deleted.
+    """
     if backend == "litert":
         if model.suffix != ".tflite":
             raise ValueError(f"backend 'litert' runs .tflite files, got {model}")
         return LiteRTEngine(model)
-    if model.suffix == ".onnx":
-        onnx_path = model
-    elif backend in ("onnxruntime", "tensorrt"):
-        onnx_path = _onnx_for(model, outputs, input_shape, cache_dir)
     if backend == "torch":
         if model.suffix != ".tflite":
             raise ValueError(f"backend 'torch' imports .tflite files; for {model.name} use "
-                             "backend onnxruntime or tensorrt")
+                             "backend onnxruntime, openvino or tensorrt")
         from .models.tflite_import import load_tflite
 
-        dev = resolve_device(device)
-        example = np.zeros(input_shape, np.float32) if dev == "cpu" else None
-        return TorchEngine(load_tflite(model, outputs), dev, example=example)
-    if backend == "onnxruntime":
-        return OnnxRuntimeEngine(onnx_path, device if device != "auto" else "cpu",
-                                 trt_cache=cache_root(cache_dir) / "ort_trt")
-    if backend == "tensorrt":
-        return TensorRTEngine(onnx_path, cache_root(cache_dir) / "tensorrt", input_shape, max_batch)
-    raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        return TorchEngine(load_tflite(model, outputs), resolve_device(device))
+
+    def load(onnx_path: Path) -> Engine:
+        if backend == "onnxruntime":
+            return OnnxRuntimeEngine(onnx_path, device, trt_cache=cache_root(cache_dir) / "ort_trt",
+                                     input_shape=input_shape, max_batch=max_batch)
+        if backend in ("openvino", "openvino_bf16"):
+            return OpenVinoEngine(onnx_path, "f32" if backend == "openvino" else "bf16")
+        if backend == "tensorrt":
+            return TensorRTEngine(onnx_path, cache_root(cache_dir) / "tensorrt", input_shape,
+                                  max_batch)
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+
+    if model.suffix == ".onnx":
+        return load(model)
+    onnx_path = _onnx_for(model, outputs, input_shape, cache_dir)
+    return load_or_rebuild(onnx_path, load, lambda _p: _onnx_for(model, outputs, input_shape, cache_dir),
+                           "ONNX model", log)
 
 
-def _auto_backend(build, input_shape: tuple[int, ...]) -> Engine:
-    """tensorrt > torch-cuda > the faster of torch / onnxruntime on this CPU."""
-    try:
-        import tensorrt  # noqa: F401
-        import torch
+def select_engine(build, backend: str, device: str, what: str,
+                  available: Available | None = None) -> tuple[Engine, Choice]:
+    """Start ``what`` (detector / landmarks) on ``backend`` / ``device``.
 
-        if torch.cuda.is_available():
-            return build("tensorrt", "cuda")
-    except (ImportError, BackendUnavailableError) as exc:
-        log.debug("tensorrt not used: %s", exc)
-    import torch
-
-    if torch.cuda.is_available():
-        return build("torch", "cuda")
-    x = np.random.default_rng(0).random(input_shape, np.float32)
-    candidates = []
-    for name in ("onnxruntime", "torch"):
-        try:
-            eng = build(name, "cpu")
-        except (ImportError, BackendUnavailableError, ValueError) as exc:
-            log.debug("%s not used: %s", name, exc)
-            continue
-        candidates.append((median_ms(lambda e=eng: e(x), 5), name, eng))
-    if not candidates:
-        raise BackendUnavailableError("no CPU backend could load the model")
-    candidates.sort(key=lambda c: c[0])
-    log.info("backend auto: %s", ", ".join(f"{n} {t:.1f} ms" for t, n, _ in candidates))
-    return candidates[0][2]
+    An explicit backend must start (its error propagates, with the fix). ``auto`` tries the
+    fixed, deterministic order of :func:`pose_ros.core.backends.plan` and falls back on any
+    start-up failure with one log line saying why. build(choice) -> Engine."""
+    cands = plan(backend, device, available if available is not None else probe())
+    if backend != "auto":
+        return build(cands[0]), cands[0]
+    return start_first(cands, build, what, log)
 
 
 class PosePipeline:
     """Multi-person BlazePose (see the module docstring). Not thread-safe: one per thread."""
 
-    def __init__(self, config: PipelineConfig | None = None, progress: bool = False):
+    def __init__(self, config: PipelineConfig | None = None, progress: bool = False,
+                 track_ids: Callable[[], int] | None = None):
         """progress: show a progress bar while the networks are imported / exported / built
-        (the first run exports ONNX or builds TensorRT engines, which takes seconds to minutes)."""
+        (the first run exports ONNX or builds TensorRT engines, which takes seconds to minutes).
+        track_ids: returns the id of each new track (default: a fresh :class:`TrackIds`,
+        random and unique across pipelines, processes and restarts)."""
         self.cfg = config or PipelineConfig()
         self.cfg.validate()
         det_path, lm_path = _model_paths(self.cfg)
@@ -203,26 +244,36 @@ class PosePipeline:
         det_shape = (1, bp.DETECTOR_SIZE, bp.DETECTOR_SIZE, 3)
         lm_shape = (1, bp.LANDMARK_SIZE, bp.LANDMARK_SIZE, 3)
 
-        def make(model, outs, shape):
-            def build(backend, device):
-                return build_engine(model, outs, shape, backend, device, self.cfg.cache_dir,
-                                    self.cfg.max_batch)
-            if self.cfg.backend == "auto":
-                return _auto_backend(build, shape)
-            return build(self.cfg.backend, self.cfg.device)
+        w, h = self.cfg.image_size or DEFAULT_IMAGE_SIZE
+        det_max = self.cfg.max_batch or detector_batch(self.cfg.detector_tiles, w, h)
+        lm_max = self.cfg.max_batch or landmark_batch(self.cfg.max_persons)
+        available = probe()
+        self.choices: dict[str, Choice] = {}
+
+        def make(model, outs, shape, max_batch, what):
+            def build(c: Choice) -> Engine:
+                return build_engine(model, outs, shape, c.backend, c.device, self.cfg.cache_dir,
+                                    max_batch)
+            eng, self.choices[what] = select_engine(build, self.cfg.backend, self.cfg.device,
+                                                    what, available)
+            return eng
 
         from tqdm import tqdm
 
         with tqdm(total=2, desc=f"loading models ({self.cfg.backend})", unit="net",
                   disable=not progress, leave=False) as bar:
-            self.detector = make(det_path, DETECTOR_OUTPUTS, det_shape)
+            self.detector = make(det_path, DETECTOR_OUTPUTS, det_shape, det_max, "detector")
             bar.update(1)
-            self.landmarker = make(lm_path, lm_outputs, lm_shape)
+            self.landmarker = make(lm_path, lm_outputs, lm_shape, lm_max, "landmarks")
             bar.update(1)
         self.backend = self.landmarker.name
         self.device = self.landmarker.device
+        # e.g. "detector: openvino on cpu, landmarks: openvino on cpu" (CLI, node log, diagnostics)
+        self.backend_summary = ", ".join(f"{k}: {c}" for k, c in self.choices.items())
+        log.info("backend %s / device %s -> %s", self.cfg.backend, self.cfg.device,
+                 self.backend_summary)
         self._tracks: list[_Track] = []
-        self._next_id = 1
+        self._new_id = track_ids if track_ids is not None else TrackIds()
         self._frames_since_detect = 0
         self._lost_last_frame = False
         self.timings: dict[str, float] = {}
@@ -325,7 +376,6 @@ class PosePipeline:
         kept = kept[: self.cfg.max_persons]
         for k in kept:
             if k[0] == 0:
-                k[0] = self._next_id
-                self._next_id += 1
+                k[0] = self._new_id()
             k[1].track_id = k[0]
         return [k[1] for k in kept], [_Track(k[0], k[2]) for k in kept]

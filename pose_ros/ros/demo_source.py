@@ -7,6 +7,11 @@ calibrated elsewhere; the optical frame is ``frame_id``.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m`: a Ctrl-C while the modules below import exits quietly
+    from pose_ros.ros.run import quiet_sigint
+
+    quiet_sigint()
+
 import sys
 from pathlib import Path
 

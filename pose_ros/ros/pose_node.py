@@ -7,7 +7,17 @@ queued), and the results are converted to messages by :mod:`pose_ros.ros.convert
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m`: a Ctrl-C while the modules below import exits quietly
+    from pose_ros.ros.run import quiet_sigint
+
+    quiet_sigint()
+
 import collections
+import difflib
+import functools
+import glob
+import platform
+import re
 import sys
 import threading
 import time
@@ -26,25 +36,26 @@ from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.node import Node
 from rclpy.subscription import Subscription
-from rclpy.time import Time
 from rclpy.timer import Timer
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from pose_ros.core import lift
-from pose_ros.core.camera import CameraModelError
+from pose_ros.core.camera import CameraModelError, PinholeCamera, rectified_from_topic
 from pose_ros.core.draw import draw_persons
 from pose_ros.core.engines import BACKENDS, DEVICES
-from pose_ros.core.imageconv import ImageFormatError
+from pose_ros.core.imageconv import MAX_DEPTH, MIN_DEPTH, ImageFormatError
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline
 from pose_ros.core.skeletons import BLAZEPOSE_33
 from pose_ros.msg import SkeletonArray
 
 from . import convert
-from .qos import RESULT_QOS, SENSOR_QOS
+from .qos import DEBUG_IMAGE_QOS, INFO_QOS, RESULT_QOS, SENSOR_QOS
 from .run import run_node
 from .tf import TfBroadcaster
 from .tf_lookup import TransformLookup
+
+TF_WAIT_S = 0.05  # longest wait for the target_frame transform at the image stamp, s
 
 
 @dataclass(frozen=True)
@@ -78,15 +89,26 @@ PARAMS: tuple[Param, ...] = (
           "overlapping tiles, in the same batch (small / many people)", range=(0, 4)),
     Param("sync_tolerance", 0.05, "max |image stamp - CameraInfo/depth stamp| to pair them, s", range=(0.0, 1.0)),
     Param("depth_window", 5, "side of the per-joint depth window, px (median of valid depths)", range=(1, 31)),
+    Param("min_depth", MIN_DEPTH, "nearest plausible depth, m: smaller values (1e-40 m, 1 mm) are invalid pixels",
+          range=(0.0, 10.0)),
+    Param("max_depth", MAX_DEPTH, "farthest plausible depth, m: larger values are invalid pixels",
+          range=(0.5, 1000.0)),
+    Param("rectified", "auto", "camera model: true = the image is rectified (use CameraInfo P, ignore D); "
+          "false = raw (K and D); auto = true when the resolved image topic has a word starting with "
+          "'rect' (image_rect, image_rect_color)", True, choices=("auto", "true", "false")),
     Param("target_frame", "", "express 3D output, markers and TF in this frame (empty: the image frame)"),
     Param("tf_joints", ["nose", "left_wrist", "right_wrist", "left_ankle", "right_ankle"],
-          "joints published as TF frames <joint>_<id> (besides body_<id>)"),
+          "joints (BlazePose names) published as TF frames under body_<id>, named after REP-155's "
+          "links where it has one: left_wrist -> l_wrist_<id>, nose -> nose_<id>"),
     Param("publish_tf", True, "publish body_<id> and <joint>_<id> on /tf"),
     Param("publish_markers", True, "publish RViz markers on `markers`"),
     Param("publish_debug_image", True, "publish the annotated image on `debug_image` (only computed when subscribed)"),
     Param("marker_lifetime", 0.5, "marker lifetime, s: stale people vanish", range=(0.0, 10.0)),
     Param("diagnostics_period", 1.0, "period of /diagnostics, s", read_only=True, range=(0.1, 60.0)),
-    Param("log_throttle", 5.0, "minimum seconds between repeats of one error message", range=(0.0, 600.0)),
+    Param("log_throttle", 5.0, "minimum seconds between repeats of one kind of error message (changeable "
+          "at run time)", range=(0.0, 600.0)),
+    Param("diagnostics_window", 5.0, "diagnostics judge the last N s: skipped frames -> WARN, nothing "
+          "produced -> ERROR, no images -> WARN", range=(0.5, 120.0)),
 )
 _PARAM = {p.name: p for p in PARAMS}
 
@@ -102,7 +124,57 @@ def _descriptor(p: Param) -> ParameterDescriptor:
             d.floating_point_range = [FloatingPointRange(from_value=p.range[0], to_value=p.range[1])]
     if isinstance(p.default, list):
         d.type = ParameterType.PARAMETER_STRING_ARRAY
+    if p.name == "rectified":  # `-p rectified:=true` / YAML `true` arrive as bools
+        d.dynamic_typing = True
     return d
+
+
+_BUILTIN_PARAMS = {"use_sim_time", "start_type_description_service"}  # declared by rclpy itself
+_BUILTIN_PREFIXES = ("qos_overrides.", "diagnostic_updater.")
+
+
+def _kind(default) -> str:
+    return {bool: "a bool (true/false)", int: "an integer", float: "a float (e.g. 1.0)",
+            str: "a string", list: "a list of strings"}[type(default)]
+
+
+def _limits(p: Param) -> str:
+    if p.choices:
+        return f" in {list(p.choices)}"
+    return f" in [{p.range[0]}, {p.range[1]}]" if p.range else ""
+
+
+@functools.lru_cache(maxsize=8)
+def device_name(device: str) -> str:
+    """A human name of the inference device for diagnostics' hardware_id: the GPU model
+    (NVIDIA driver's /proc entry) for cuda*, else the CPU model (/proc/cpuinfo), the board
+    (/proc/device-tree/model, Jetson / Raspberry Pi) or platform.processor()."""
+    def read(path: str) -> str:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+    if device.startswith("cuda") or device == "tensorrt":
+        for info in sorted(glob.glob("/proc/driver/nvidia/gpus/*/information")):
+            m = re.search(r"^Model:\s*(.+)$", read(info), re.M)
+            if m:
+                return m.group(1).strip()
+    m = re.search(r"^(model name|Model|Hardware)\s*:\s*(.+)$", read("/proc/cpuinfo"), re.M)
+    if m:
+        return m.group(2).strip()
+    board = read("/proc/device-tree/model").strip("\x00\n ")
+    return board or platform.processor() or platform.machine() or "unknown"
+
+
+def stamp_ns(stamp, what: str = "message") -> int:
+    """builtin_interfaces/Time -> int nanoseconds; ValueError (saying which message) for a
+    stamp that is not a time (negative seconds, nanosec >= 1e9)."""
+    if stamp.sec < 0 or stamp.nanosec >= 10**9:
+        raise ValueError(f"{what} has an invalid header.stamp (sec={stamp.sec}, nanosec={stamp.nanosec}): "
+                         "stamps must be non-negative with nanosec < 1e9; stamp messages with the "
+                         "capture time (node.get_clock().now())")
+    return stamp.sec * 10**9 + stamp.nanosec
 
 
 @dataclass
@@ -119,20 +191,38 @@ class _PoseLogic:
     pipeline: PosePipeline | None = None
     _active = False
     _busy = False  # the worker is processing a frame
+    _running = False  # the worker should run (between _setup and _teardown)
     _worker: threading.Thread | None = None
 
     def _declare_params(self) -> None:
+        """Declare the catalogue; a misspelt, wrongly typed or invalid start-up parameter raises
+        ValueError with one line that names it and says what is expected."""
+        self._cond = threading.Condition()  # first: _teardown may run if construction fails
+        self._pending: _Frame | None = None
+        self.stats = collections.Counter()
+        self._last_log: dict[str, float] = {}  # error kind -> monotonic time it was last logged
+        # (monotonic time, 'received' | 'processed' | 'dropped' | 'bad') for the diagnostics window
+        self._events: collections.deque[tuple[float, str]] = collections.deque(maxlen=50000)
+        self._last_error = ""
+        unknown = [n for n in self._parameter_overrides
+                   if n not in _PARAM and n not in _BUILTIN_PARAMS and not n.startswith(_BUILTIN_PREFIXES)]
+        if unknown:
+            hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, _PARAM, 1))
+                                 else "") for n in sorted(unknown)]
+            raise ValueError(f"unknown parameter {', '.join(hints)}; known: {', '.join(_PARAM)}")
         for p in PARAMS:
-            self.declare_parameter(p.name, p.default, _descriptor(p))
+            try:
+                self.declare_parameter(p.name, p.default, _descriptor(p))
+            except Exception as exc:  # rclpy's type / range exceptions
+                given = self._parameter_overrides[p.name].value if p.name in self._parameter_overrides else None
+                raise ValueError(f"parameter {p.name}={given!r} ({type(given).__name__}) is invalid: "
+                                 f"expected {_kind(p.default)}{_limits(p)} (default {p.default!r})") from exc
         self.add_on_set_parameters_callback(self._validate)
         v = {p.name: self.get_parameter(p.name).value for p in PARAMS}
         err = self._check(v)
         if err:
-            raise ValueError(f"pose_node: bad parameter: {err}")
+            raise ValueError(f"bad parameter: {err}")
         self.p = v
-        self._cond = threading.Condition()
-        self._pending: _Frame | None = None
-        self.stats = collections.Counter()
 
     def _make_pipeline(self) -> PosePipeline:
         v = self.p
@@ -145,32 +235,34 @@ class _PoseLogic:
         t0 = time.monotonic()
         pipeline = PosePipeline(cfg)
         self.get_logger().info(f"model loaded in {time.monotonic() - t0:.1f} s: backend "
-                               f"{pipeline.backend} on {pipeline.device}")
+                               f"{v['backend']}, device {v['device']} -> {pipeline.backend_summary}")
         return pipeline
 
     def _setup(self) -> None:
         v = self.p
-        self.pipeline = self._make_pipeline()
+        if self.pipeline is None:
+            self.pipeline = self._make_pipeline()
         ent = self._entities = []
         # inputs
         if v["use_compressed"]:
             ent.append(self.create_subscription(CompressedImage, "image/compressed", self._on_image, SENSOR_QOS))
         else:
             ent.append(self.create_subscription(Image, "image", self._on_image, SENSOR_QOS))
-        ent.append(self.create_subscription(CameraInfo, "camera_info", self._on_info, SENSOR_QOS))
+        ent.append(self.create_subscription(CameraInfo, "camera_info", self._on_info, INFO_QOS))
         self._infos: collections.deque[CameraInfo] = collections.deque(maxlen=30)
         self._depths: collections.deque[Image] = collections.deque(maxlen=5)
         self._depth_infos: collections.deque[CameraInfo] = collections.deque(maxlen=30)
         if v["use_depth"]:
             ent.append(self.create_subscription(Image, "depth/image", self._on_depth, SENSOR_QOS))
-            ent.append(self.create_subscription(CameraInfo, "depth/camera_info",
-                                                lambda m: self._depth_infos.append(m), SENSOR_QOS))
+            ent.append(self.create_subscription(CameraInfo, "depth/camera_info", self._on_depth_info, INFO_QOS))
+        self._rectified = self._decide_rectified()
         # outputs
-        self.pub_skeletons = self.create_publisher(SkeletonArray, "skeletons", RESULT_QOS)
-        self.pub_markers = self.create_publisher(MarkerArray, "markers", RESULT_QOS)
-        self.pub_debug = self.create_publisher(Image, "debug_image", SENSOR_QOS)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        ent += [self.pub_skeletons, self.pub_markers, self.pub_debug, self.pub_diag]
+        # lifecycle publishers on the LifecycleNode (they publish only while active)
+        make = getattr(self, "create_lifecycle_publisher", self.create_publisher)
+        self.pub_skeletons = make(SkeletonArray, "skeletons", RESULT_QOS)
+        self.pub_markers = make(MarkerArray, "markers", RESULT_QOS)
+        self.pub_debug = make(Image, "debug_image", DEBUG_IMAGE_QOS)
+        ent += [self.pub_skeletons, self.pub_markers, self.pub_debug]
         self.tf = TfBroadcaster(self)
         self.tf_lookup = TransformLookup(self)
         # state
@@ -180,15 +272,14 @@ class _PoseLogic:
         self._latency_ms: collections.deque[float] = collections.deque(maxlen=100)
         # per frame: convert input, pipeline, 3D, build + publish outputs (ms)
         self._stage_ms: collections.deque[tuple] = collections.deque(maxlen=100)
-        self._t_stats = time.monotonic()
-        self._last_stats = collections.Counter()
-        ent.append(self.create_timer(v["diagnostics_period"], self._publish_diagnostics))
         self._worker = threading.Thread(target=self._work, name="pose_worker", daemon=True)
         self._worker.start()
 
     def _teardown(self) -> None:
         self._active = False
         self._running = False
+        if not hasattr(self, "_cond"):
+            return  # construction failed before anything was created
         with self._cond:
             self._pending = None
             self._cond.notify_all()
@@ -200,6 +291,8 @@ class _PoseLogic:
                 self.destroy_subscription(e)
             elif isinstance(e, Timer):
                 self.destroy_timer(e)
+            elif hasattr(self, "destroy_lifecycle_publisher"):
+                self.destroy_lifecycle_publisher(e)
             else:
                 self.destroy_publisher(e)
         self._entities = []
@@ -218,6 +311,8 @@ class _PoseLogic:
             p = _PARAM.get(name)
             if p is None:
                 continue
+            if name == "rectified":  # a bool (YAML true/false) or a string
+                value = str(value).lower()
             if p.choices and value not in p.choices:
                 return f"{name} must be one of {list(p.choices)}, got {value!r}"
             if name == "tf_joints":
@@ -226,6 +321,11 @@ class _PoseLogic:
                     return f"tf_joints has unknown joints {bad}; known: {list(BLAZEPOSE_33.names)}"
             if name == "depth_window" and value % 2 == 0:
                 return f"depth_window must be odd, got {value}"
+            if name in ("min_depth", "max_depth"):
+                both = {**getattr(self, "p", {}), **values}
+                if both.get("min_depth", MIN_DEPTH) >= both.get("max_depth", MAX_DEPTH):
+                    return (f"min_depth ({both.get('min_depth', MIN_DEPTH)}) must be smaller than "
+                            f"max_depth ({both.get('max_depth', MAX_DEPTH)})")
             if name == "detector_tiles" and value == 1:
                 return "detector_tiles must be 0 (off) or 2..4"
             if name == "target_frame" and value.strip() != value:
@@ -247,72 +347,143 @@ class _PoseLogic:
     def _on_image(self, msg) -> None:
         if not self._active:
             return
+        now = time.monotonic()
+        self._last_image_t = now
         with self._cond:
             self.stats["received"] += 1
+            self._events.append((now, "received"))
             if self._pending is not None:
-                self.stats["dropped"] += 1  # newest wins: the older frame is never processed
-            self._pending = _Frame(msg, time.monotonic())
+                self._dropped()  # newest wins: the older frame is never processed
+            self._pending = _Frame(msg, now)
             self._cond.notify()
 
     def _on_info(self, msg: CameraInfo) -> None:
-        with self._cond:
-            self._infos.append(msg)
-            self._cond.notify()
+        if self._stamp_ok(msg, "CameraInfo", "camera_info"):
+            with self._cond:
+                self._infos.append(msg)
+                self._cond.notify()
 
     def _on_depth(self, msg: Image) -> None:
-        with self._cond:
-            self._depths.append(msg)
-            self._cond.notify()
+        if self._stamp_ok(msg, "depth image", "depth/image"):
+            with self._cond:
+                self._depths.append(msg)
+                self._cond.notify()
+
+    def _stamp_ok(self, msg, what: str, topic: str) -> bool:
+        """False (and a throttled error) for a message whose stamp cannot be a time."""
+        try:
+            stamp_ns(msg.header.stamp, f"{what} on {self.resolve_topic_name(topic)}")
+            return True
+        except ValueError as exc:
+            self._error(f"stamp_{topic}", str(exc))
+            return False
 
     @staticmethod
-    def _nearest(msgs, stamp: Time, tol: float):
+    def _nearest(msgs, stamp: int, tol: float):
+        """The message in ``msgs`` whose header stamp is nearest to ``stamp`` (ns), within
+        ``tol`` seconds, else None. Stamps were validated on arrival."""
         best, best_dt = None, None
         for m in list(msgs):
-            dt = abs((Time.from_msg(m.header.stamp) - stamp).nanoseconds) * 1e-9
+            dt = abs(stamp_ns(m.header.stamp) - stamp) * 1e-9
             if dt <= tol and (best_dt is None or dt < best_dt):
                 best, best_dt = m, dt
         return best
 
+    def _dropped(self) -> None:
+        self.stats["dropped"] += 1
+        self._events.append((time.monotonic(), "dropped"))
+
     def _error(self, key: str, text: str) -> None:
+        """A message or frame that cannot be used: counted, remembered for diagnostics, logged."""
         self.stats["bad_frames"] += 1
         self.stats[f"error_{key}"] += 1
-        self.get_logger().error(text, throttle_duration_sec=self.p["log_throttle"])
+        self._events.append((time.monotonic(), "bad"))
+        self._last_error = text
+        self._log("error", key, text)
+
+    def _log(self, level: str, kind: str, text: str) -> bool:
+        """Log ``text`` unless the same ``kind`` was logged less than ``log_throttle`` s ago.
+
+        Our own throttle, per kind: rclpy's throttle is per call site (one site would hide a
+        second kind of error) and cannot change its period once used (log_throttle is a
+        run-time parameter). Returns whether it was logged."""
+        now = time.monotonic()
+        last = self._last_log.get(kind)
+        if last is not None and now - last < self.p["log_throttle"]:
+            return False
+        if len(self._last_log) > 1000:  # unbounded kinds (numbers in texts): forget old ones
+            self._last_log.clear()
+        self._last_log[kind] = now
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        # ("Logger severity cannot be changed between calls")
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text)
+        elif level == "warning":
+            logger.warning(text)
+        else:
+            logger.info(text)
+        return True
 
     # -- worker -------------------------------------------------------------------------
     def _work(self) -> None:
+        """Worker thread: nothing a message can contain may end it (diagnostics report ERROR
+        if it ends anyway)."""
         while self._running:
-            with self._cond:
-                while self._pending is None and self._running:
-                    self._cond.wait(0.1)
-                if not self._running:
-                    return
-                frame, self._pending = self._pending, None
-                stamp = Time.from_msg(frame.msg.header.stamp)
-                # wait briefly for the CameraInfo of this stamp (it may arrive just after)
-                deadline = time.monotonic() + max(self.p["sync_tolerance"], 0.05)
-                tol = self.p["sync_tolerance"]
-                info = self._nearest(self._infos, stamp, tol)
-                # likewise for the aligned depth image (falls back to monocular without it)
-                need_depth = self.p["use_depth"]
-                while (info is None or (need_depth and self._nearest(self._depths, stamp, tol) is None)) \
-                        and time.monotonic() < deadline and self._pending is None:
-                    self._cond.wait(0.01)
-                    info = self._nearest(self._infos, stamp, tol)
-                if not self._active or self.pipeline is None:
-                    continue  # deactivated meanwhile
-                self._busy = True
             try:
-                self._process(frame, info)
-            except (ImageFormatError, CameraModelError, ValueError) as exc:
-                self._error(type(exc).__name__, f"skipping frame: {exc}")
-            except Exception as exc:  # keep running whatever happens, but say it loudly
+                self._work_once()
+            except Exception as exc:  # a bug outside the per-frame try: log, keep going
                 if not self.context.ok():
-                    return  # shutting down (e.g. SIGTERM): publishers are gone
-                self._error("internal", f"skipping frame, unexpected {type(exc).__name__}: {exc}")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                    return  # shutting down (e.g. SIGTERM)
+                self._error("internal_worker", f"pose worker: unexpected {type(exc).__name__}: {exc}")
+                time.sleep(0.01)
+
+    def _work_once(self) -> None:
+        with self._cond:
+            while self._pending is None and self._running:
+                self._cond.wait(0.1)
+            if not self._running:
+                return
+            frame, self._pending = self._pending, None
+            try:
+                stamp = stamp_ns(frame.msg.header.stamp, f"image on {self._image_topic()}")
+            except ValueError as exc:
+                self._error("stamp_image", f"skipping frame: {exc}")
+                return
+            # wait briefly for the CameraInfo of this stamp (it may arrive just after)
+            deadline = time.monotonic() + max(self.p["sync_tolerance"], 0.05)
+            tol = self.p["sync_tolerance"]
+            info = self._nearest(self._infos, stamp, tol)
+            # likewise for the aligned depth image (falls back to monocular without it)
+            need_depth = self.p["use_depth"]
+            while (info is None or (need_depth and self._nearest(self._depths, stamp, tol) is None)) \
+                    and time.monotonic() < deadline and self._pending is None:
+                self._cond.wait(0.01)
+                info = self._nearest(self._infos, stamp, tol)
+            if info is None and self._pending is not None:
+                self._dropped()  # superseded while waiting for its CameraInfo: dropped, not bad
+                return
+            if not self._active or self.pipeline is None:
+                return  # deactivated meanwhile
+            self._busy = True
+        try:
+            self._process(frame, info)
+        except Exception as exc:  # keep running whatever happens, with a specific message
+            if not self.context.ok():
+                self._running = False
+                return  # shutting down (e.g. SIGTERM): publishers are gone
+            expected = isinstance(exc, (ImageFormatError, CameraModelError, ValueError))
+            text = f"skipping frame: {exc}" if expected else \
+                f"skipping frame, unexpected {type(exc).__name__}: {exc}"
+            # one throttle per kind of error: the message with its numbers masked
+            self._error(f"{type(exc).__name__}:{re.sub(r'[0-9]+', '#', str(exc))[:200]}", text)
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def _image_topic(self) -> str:
+        return self.resolve_topic_name("image/compressed" if self.p["use_compressed"] else "image")
 
     def _process(self, frame: _Frame, info: CameraInfo | None) -> None:
         msg = frame.msg
@@ -326,29 +497,36 @@ class _PoseLogic:
             raise ValueError(f"{what} on {self.resolve_topic_name('camera_info')}; publish the "
                              "camera's CameraInfo with the same stamps as its images")
         t0 = time.perf_counter()
-        camera = convert.camera_from_info(info)
         if isinstance(msg, CompressedImage):
             rgb = convert.compressed_to_rgb(msg)
         else:
             rgb = convert.image_to_rgb(msg)
-        convert.check_camera_matches(camera, rgb.shape[1], rgb.shape[0], "image")
-        depth = self._depth_for(header, camera, rgb.shape) if self.p["use_depth"] else None
+        # CameraInfo / depth problems cost only the 3D: the 2D skeletons are still published
+        camera = self._camera_for(info, rgb.shape)
+        depth = self._depth_for(header, camera) if self.p["use_depth"] and camera is not None else None
         t1 = time.perf_counter()
         persons = self.pipeline(rgb)
         t2 = time.perf_counter()
-        positions, sources = [], []
-        for person in persons:
-            pos, src = lift.person_positions(person, camera, depth, self.p["depth_window"])
-            positions.append(pos)
-            sources.append(src)
+        positions, sources = self._positions(persons, camera, depth)
         out_header = header
         target = self.p["target_frame"]
         if target and target != header.frame_id:
-            to_target = self.tf_lookup.lookup(target, header.frame_id)
+            # at the image stamp (a short wait for /tf to catch up), else the latest transform
+            at_ns = stamp_ns(header.stamp)
+            to_target = self.tf_lookup.lookup(target, header.frame_id, at_ns, TF_WAIT_S)
             if to_target is None:
-                self.get_logger().warning(
-                    f"no transform from '{header.frame_id}' to target_frame '{target}'; "
-                    "publishing in the image frame", throttle_duration_sec=self.p["log_throttle"])
+                to_target = self.tf_lookup.lookup(target, header.frame_id)
+                if to_target is not None:
+                    self.stats["tf_not_at_stamp"] += 1
+                    self._log(
+                        "warning", "tf_not_at_stamp",
+                        f"no transform '{target}' <- '{header.frame_id}' at the image stamp "
+                        f"{at_ns * 1e-9:.3f} s (waited {TF_WAIT_S * 1e3:.0f} ms); using the latest "
+                        "one (check clocks and that /tf is published at the camera rate)")
+            if to_target is None:
+                self._log("warning", "missing_tf",
+                          f"no transform from '{header.frame_id}' to target_frame '{target}'; "
+                          "publishing in the image frame")
                 self.stats["missing_tf"] += 1
             else:
                 positions = [to_target.apply(p) for p in positions]
@@ -357,14 +535,15 @@ class _PoseLogic:
         t3 = time.perf_counter()
         self.pub_skeletons.publish(convert.skeleton_array(out_header, persons, positions, sources, bodies))
         now = self.get_clock().now()
-        self._latency_ms.append((now - Time.from_msg(header.stamp)).nanoseconds * 1e-6)
+        self._latency_ms.append((now.nanoseconds - stamp_ns(header.stamp)) * 1e-6)
         self.stats["processed"] += 1
+        self._events.append((time.monotonic(), "processed"))
         self.stats["persons"] = len(persons)
         if self.p["publish_markers"]:
             if persons:
                 self.pub_markers.publish(convert.markers(out_header, persons, positions,
                                                          self.p["min_keypoint_score"],
-                                                         self.p["marker_lifetime"]))
+                                                         self.p["marker_lifetime"], bodies))
             elif self._had_people:
                 self.pub_markers.publish(convert.delete_all(out_header))
         self._had_people = bool(persons)
@@ -376,57 +555,203 @@ class _PoseLogic:
         t4 = time.perf_counter()
         self._stage_ms.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t4 - t3) * 1e3))
 
-    def _depth_for(self, header, camera, shape):
-        stamp = Time.from_msg(header.stamp)
-        dmsg = self._nearest(self._depths, stamp, self.p["sync_tolerance"])
+    # -- camera model, depth and 3D (CameraInfo problems cost only the 3D) ------------------
+    def _decide_rectified(self) -> bool:
+        """The `rectified` parameter; auto: from the resolved image topic's name."""
+        mode = str(self.p["rectified"]).lower()
+        topic = self.resolve_topic_name("image/compressed" if self.p["use_compressed"] else "image")
+        rect = rectified_from_topic(topic) if mode == "auto" else mode == "true"
+        self.get_logger().info(
+            f"camera model for {topic}: " + ("rectified image: CameraInfo P, D ignored" if rect else
+                                             "raw image: CameraInfo K and D")
+            + f" (rectified:={mode}), binning and roi honoured")
+        return rect
+
+    def _on_depth_info(self, msg: CameraInfo) -> None:
+        if self._stamp_ok(msg, "depth CameraInfo", "depth/camera_info"):
+            with self._cond:
+                self._depth_infos.append(msg)
+
+    def _camera_for(self, info: CameraInfo, shape) -> PinholeCamera | None:
+        """The camera model of this image (rgb ``shape`` (H, W, 3)), or None with a throttled
+        error (the frame's 2D is still published, with NaN positions)."""
+        try:
+            camera = convert.camera_from_info(info, self._rectified)
+            convert.check_camera_matches(camera, shape[1], shape[0], "image")
+            return camera
+        except CameraModelError as exc:
+            self._error(f"camera:{str(exc)[:40]}", f"no 3D for this frame (2D published): {exc}")
+            return None
+
+    def _depth_for(self, header, camera: PinholeCamera) -> np.ndarray | None:
+        """The aligned depth image of this frame as (H, W) float32 metres (NaN: invalid or
+        outside [min_depth, max_depth]), or None: monocular 3D for this frame.
+
+        Alignment rules (convert.check_depth_aligned): the depth image has the colour image's
+        size and frame_id and, when its depth/camera_info (paired by stamp) arrived, the
+        colour camera's intrinsics within 1 %. Without depth CameraInfo the depth is used
+        with a throttled warning (only size and frame_id checked)."""
+        tol = self.p["sync_tolerance"]
+        dmsg = self._nearest(self._depths, stamp_ns(header.stamp), tol)
         if dmsg is None:
-            self.get_logger().warning("no depth image within sync_tolerance of the colour image; "
-                                   "using monocular 3D", throttle_duration_sec=self.p["log_throttle"])
+            self._log("warning", "no_depth", "no depth image within sync_tolerance of the colour image; "
+                      "using monocular 3D")
             self.stats["no_depth"] += 1
             return None
-        if (dmsg.width, dmsg.height) != (shape[1], shape[0]):
-            raise ValueError(f"depth image is {dmsg.width}x{dmsg.height} but the colour image is "
-                             f"{shape[1]}x{shape[0]}; use a depth image aligned to the colour camera "
-                             "(e.g. aligned_depth_to_color)")
-        depth = convert.depth_to_m(dmsg)
-        if not np.isfinite(depth).any():
-            self._error("depth_invalid", "depth image has no valid pixels (all 0 / NaN / inf); "
-                                         "using monocular 3D for this frame")
+        dinfo = self._nearest(self._depth_infos, stamp_ns(dmsg.header.stamp), tol)
+        if dinfo is None:
+            self.stats["no_depth_info"] += 1
+            self._log("warning", "no_depth_info",
+                      f"no CameraInfo on {self.resolve_topic_name('depth/camera_info')} with the depth "
+                      "image's stamp: depth alignment checked by size and frame_id only (publish the "
+                      "aligned depth's camera_info)")
+        try:
+            convert.check_depth_aligned(camera, header.frame_id, dmsg, dinfo)
+            return convert.depth_to_m(dmsg, self.p["min_depth"], self.p["max_depth"])
+        except (CameraModelError, ImageFormatError) as exc:
+            self._error(f"depth:{str(exc)[:40]}", f"depth not used, monocular 3D for this frame: {exc}")
             return None
-        return depth
+
+    def _positions(self, persons, camera: PinholeCamera | None, depth):
+        """Per person (K, 3) metres in the image's optical frame and (K,) uint8 sources; all
+        NaN / SOURCE_NONE without a camera model or when the 3D step fails (throttled error,
+        the 2D is kept)."""
+        none = [(np.full((len(p.keypoints), 3), np.nan), np.zeros(len(p.keypoints), np.uint8))
+                for p in persons]
+        out = none
+        if camera is not None:
+            try:
+                out = [lift.person_positions(p, camera, depth, self.p["depth_window"],
+                                             min_depth=self.p["min_depth"], max_depth=self.p["max_depth"])
+                       for p in persons]
+            except Exception as exc:  # any 3D failure keeps the 2D
+                self._error(f"3d:{type(exc).__name__}", "3D failed, 2D published with NaN positions: "
+                            f"{type(exc).__name__}: {exc}")
+                out = none
+        return [o[0] for o in out], [o[1] for o in out]
 
     # -- diagnostics ---------------------------------------------------------------------
-    def _publish_diagnostics(self) -> None:
-        if self.pipeline is None:
-            return
+    def _start_diagnostics(self) -> None:
+        """/diagnostics in every state (unconfigured and inactive too): diagnostic_updater's
+        Updater when the distro has it, else our own publisher and timer, same content."""
+        self._active_since = time.monotonic()
+        self._last_image_t = 0.0
+        period = self.p["diagnostics_period"]
+        try:
+            from diagnostic_updater import Updater  # a ROS package, not on PyPI
+
+            self._updater = Updater(self, period=period)
+        except (ImportError, TypeError):  # absent, or an old API without its own timer
+            self._updater = None
+        if self._updater is not None:
+            self._updater.setHardwareID(self._hardware_id())
+            self._updater.add(self._diagnostic_task_name(), self._diagnostic_task)
+        else:
+            self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self._diag_timer = self.create_timer(period, self._publish_diagnostics)
+
+    # -- a second node with our name ------------------------------------------------------
+    #: the graph is checked this often, this many times, after start-up (discovery is
+    #: asynchronous: a node in another process shows up after a moment, a slow one later)
+    NAME_CHECK_PERIOD = 2.0
+    NAME_CHECKS = 3
+
+    def _start_name_check(self) -> None:
+        self._name_checks_left = self.NAME_CHECKS
+        self._name_timer = self.create_timer(self.NAME_CHECK_PERIOD, self._check_unique_name)
+
+    def _check_unique_name(self) -> None:
+        """Warn (once) when another node in the graph has our fully-qualified name: both
+        would process every frame and publish everything twice."""
+        self._name_checks_left -= 1
+        me = (self.get_name(), self.get_namespace())
+        try:
+            same = sum(1 for x in self.get_node_names_and_namespaces() if tuple(x) == me)
+        except Exception:  # context shutting down
+            same = 0
+        if same > 1:
+            fqn = self.get_fully_qualified_name()
+            self.get_logger().warning(
+                f"{same} nodes are named {fqn}: each processes every frame and publishes its own "
+                "skeletons, markers and TF (everything twice). Give each a unique name or namespace: "
+                f"`ros2 run pose_ros pose_node --ros-args -r __node:={self.get_name()}_2` or "
+                "`ros2 launch pose_ros pose.launch.py namespace:=cam2`; or stop the other one")
+        if same > 1 or self._name_checks_left <= 0:
+            self._name_timer.cancel()
+
+    def _diagnostic_task_name(self) -> str:
+        """``pose estimation``, plus the namespace when there is one: two cameras' pose_nodes
+        (/cam1/pose_node, /cam2/pose_node) must not share one /diagnostics status name
+        (diagnostic_updater prefixes the bare node name)."""
+        ns = self.get_namespace()
+        return "pose estimation" if ns in ("", "/") else f"pose estimation in {ns}"
+
+    def _state_label(self) -> str:
+        machine = getattr(self, "_state_machine", None)  # LifecycleNode only
+        return machine.current_state[1] if machine is not None else "active"
+
+    def _hardware_id(self) -> str:
+        device = self.pipeline.device if self.pipeline is not None else self.p["device"]
+        return f"{device}: {device_name(device)}"
+
+    def _diagnostic_summary(self) -> tuple[bytes, str, dict]:
+        """(level, message, values) judged over the last ``diagnostics_window`` seconds."""
         now = time.monotonic()
-        dt = max(now - self._t_stats, 1e-6)
-        rate_in = (self.stats["received"] - self._last_stats["received"]) / dt
-        rate_out = (self.stats["processed"] - self._last_stats["processed"]) / dt
-        self._t_stats, self._last_stats = now, collections.Counter(self.stats)
-        lat = float(np.median(self._latency_ms)) if self._latency_ms else float("nan")
-        level = DiagnosticStatus.OK
-        message = "ok"
-        if self.stats["received"] and not self.stats["processed"]:
-            level, message = DiagnosticStatus.ERROR, "receiving images but producing nothing (see log)"
-        elif self.stats["bad_frames"] > self._bad_reported:
-            level, message = DiagnosticStatus.WARN, "some frames were skipped (see log)"
-        self._bad_reported = self.stats["bad_frames"]
-        values = {"input rate (Hz)": f"{rate_in:.1f}", "processed rate (Hz)": f"{rate_out:.1f}",
-                  "dropped frames": self.stats["dropped"], "bad frames": self.stats["bad_frames"],
-                  "latency median (ms)": f"{lat:.1f}", "backend": self.pipeline.backend,
-                  "device": self.pipeline.device, "persons": self.stats["persons"]}
-        if self._stage_ms:
+        window = self.p["diagnostics_window"]
+        recent = collections.Counter(k for t, k in list(self._events) if t >= now - window)
+        topic = self._image_topic()
+        state = self._state_label()
+        worker = self._worker
+        idle = now - max(self._last_image_t, self._active_since)
+        if self._running and worker is not None and not worker.is_alive():
+            level, message = DiagnosticStatus.ERROR, ("pose worker thread stopped: no frame will be "
+                                                      "processed until the node restarts (see log)")
+        elif not self._active:
+            level, message = DiagnosticStatus.OK, f"{state}: not processing"
+        elif recent["received"] and not recent["processed"] and recent["bad"]:
+            level, message = DiagnosticStatus.ERROR, (f"receiving images but producing nothing in the "
+                                                      f"last {window:g} s: {self._last_error}")
+        elif idle >= window:
+            level, message = DiagnosticStatus.WARN, f"no images on {topic} for {idle:.0f} s"
+        elif recent["bad"]:
+            level, message = DiagnosticStatus.WARN, (f"{recent['bad']} bad messages in the last "
+                                                     f"{window:g} s: {self._last_error}")
+        else:
+            level, message = DiagnosticStatus.OK, "ok"
+        lat = float(np.median(self._latency_ms)) if getattr(self, "_latency_ms", None) else float("nan")
+        values = {"lifecycle state": state, "input topic": topic,
+                  "input rate (Hz)": f"{recent['received'] / window:.1f}",
+                  "processed rate (Hz)": f"{recent['processed'] / window:.1f}",
+                  f"dropped frames (last {window:g} s)": recent["dropped"],
+                  f"bad messages (last {window:g} s)": recent["bad"],
+                  "dropped frames (total)": self.stats["dropped"], "bad messages (total)": self.stats["bad_frames"],
+                  "last error": self._last_error, "latency median (ms)": f"{lat:.1f}",
+                  "backend": self.pipeline.backend if self.pipeline is not None else "(not loaded)",
+                  "device": self.pipeline.device if self.pipeline is not None else "(not loaded)",
+                  "backends": self.pipeline.backend_summary if self.pipeline is not None else "(not loaded)",
+                  "persons": self.stats["persons"]}
+        if getattr(self, "_stage_ms", None):
             med = np.median(np.array(self._stage_ms), axis=0)
             for name, ms in zip(("convert", "pipeline", "3d", "outputs"), med, strict=True):
                 values[f"{name} median (ms)"] = f"{ms:.1f}"
-        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pose estimation",
-                                  message=message, hardware_id=self.pipeline.device,
-                                  values=[KeyValue(key=k, value=str(x)) for k, x in values.items()])
+        return level, message, {k: str(v) for k, v in values.items()}
+
+    def _diagnostic_task(self, stat):
+        """diagnostic_updater task: fills a DiagnosticStatusWrapper."""
+        level, message, values = self._diagnostic_summary()
+        self._updater.setHardwareID(self._hardware_id())
+        stat.summary(level, message)
+        for k, v in values.items():
+            stat.add(k, v)
+        return stat
+
+    def _publish_diagnostics(self) -> None:
+        level, message, values = self._diagnostic_summary()
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: {self._diagnostic_task_name()}",
+                                  message=message, hardware_id=self._hardware_id(),
+                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
         self.pub_diag.publish(DiagnosticArray(header=type(DiagnosticArray().header)(
             stamp=self.get_clock().now().to_msg()), status=[status]))
-
-    _bad_reported = 0
 
 
 class PoseNode(_PoseLogic, Node):
@@ -435,6 +760,8 @@ class PoseNode(_PoseLogic, Node):
     def __init__(self, **kwargs) -> None:
         Node.__init__(self, "pose_node", **kwargs)
         self._declare_params()
+        self._start_diagnostics()
+        self._start_name_check()
         self._setup()
         self._active = True
 
@@ -445,12 +772,15 @@ class PoseNode(_PoseLogic, Node):
 
 class LifecyclePoseNode(_PoseLogic, LifecycleNode):
     """pose_node as a managed (lifecycle) node: configure loads the model and creates the
-    topics, activate starts processing, deactivate stops it (and frees GPU memory: the model
-    is reloaded on the next activate), cleanup / shutdown release everything."""
+    topics (lifecycle publishers), activate starts processing (instant: the model is loaded),
+    deactivate stops it and keeps the model, cleanup / shutdown release everything (GPU
+    memory included). /diagnostics reports the lifecycle state in every state."""
 
     def __init__(self, **kwargs) -> None:
         LifecycleNode.__init__(self, "pose_node", **kwargs)
         self._declare_params()
+        self._start_diagnostics()
+        self._start_name_check()
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
@@ -468,8 +798,11 @@ class LifecyclePoseNode(_PoseLogic, LifecycleNode):
             except Exception as exc:
                 self.get_logger().error(f"activate failed: {exc}")
                 return TransitionCallbackReturn.FAILURE
-        self._active = True
-        return super().on_activate(state)
+        ret = super().on_activate(state)  # activates the lifecycle publishers
+        if ret == TransitionCallbackReturn.SUCCESS:
+            self._active_since = time.monotonic()
+            self._active = True
+        return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = False
@@ -477,10 +810,7 @@ class LifecyclePoseNode(_PoseLogic, LifecycleNode):
             self._pending = None
             while self._busy:
                 self._cond.wait(0.05)
-        if self.pipeline is not None and self.pipeline.device == "cuda":
-            self.pipeline.close()  # free GPU memory while inactive
-            self.pipeline = None
-        return super().on_deactivate(state)
+        return super().on_deactivate(state)  # the model stays loaded: activate is instant
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._teardown()

@@ -68,11 +68,13 @@ def sample_smpl(seq: int, frame_id: str = "camera_color_optical_frame") -> SmplB
 
 
 def sample_transforms(seq: int, node: Node) -> list[TransformStamped]:
+    """A REP-155 tree: body_1 under the camera, the wrist frame l_wrist_1 under body_1."""
     out = []
-    for j, child in enumerate(("body_1", "left_wrist_1")):
+    stamp = node.get_clock().now().to_msg()
+    for j, (parent, child) in enumerate((("camera_color_optical_frame", "body_1"), ("body_1", "l_wrist_1"))):
         t = TransformStamped()
-        t.header.stamp = node.get_clock().now().to_msg()
-        t.header.frame_id = "camera_color_optical_frame"
+        t.header.stamp = stamp
+        t.header.frame_id = parent
         t.child_frame_id = child
         t.transform.translation.x = 0.1 * (j + 1)
         t.transform.translation.z = 2.0 + 0.001 * seq

@@ -64,13 +64,17 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def cached_model(model: ModelFile, cache_dir: str | Path | None = None) -> Path | None:
-    """Path of a cached, checksum-valid model file, else None (a corrupt file is removed)."""
+def cached_model(model: ModelFile, cache_dir: str | Path | None = None,
+                 corrupt: list[str] | None = None) -> Path | None:
+    """Path of a cached, checksum-valid model file, else None (a corrupt file is removed and
+    its name appended to ``corrupt``)."""
     path = models_dir(cache_dir) / model.name
     if not path.is_file():
         return None
     if sha256_of(path) != model.sha256:
         path.unlink()
+        if corrupt is not None:
+            corrupt.append(model.name)
         return None
     return path
 
@@ -136,12 +140,21 @@ def fetch_models(cache_dir: str | Path | None = None, wheel: str | Path | None =
 
 def require_models(cache_dir: str | Path | None = None) -> dict[str, Path]:
     """Cached default models, or ModelNotAvailableError naming the command to run."""
-    have = {m.name: cached_model(m, cache_dir) for m in DEFAULT_MODELS}
-    missing = [n for n, p in have.items() if p is None]
-    if missing:
+    corrupt: list[str] = []
+    have = {m.name: cached_model(m, cache_dir, corrupt) for m in DEFAULT_MODELS}
+    missing = [n for n, p in have.items() if p is None and n not in corrupt]
+    if missing or corrupt:
+        what = []
+        if corrupt:
+            what.append(f"{', '.join(corrupt)} in {models_dir(cache_dir)} was corrupt (sha256 "
+                        "mismatch, e.g. an interrupted copy) and has been deleted")
+        if missing:
+            what.append(f"{', '.join(missing)} not found in {models_dir(cache_dir)}")
         raise ModelNotAvailableError(
-            f"pose model file(s) {', '.join(missing)} not found in {models_dir(cache_dir)}.\n"
+            f"pose model file(s): {'; '.join(what)}.\n"
             "Fix: run `pose-ros fetch-models` (downloads the mediapipe==0.10.14 wheel from the "
-            "package registry and extracts its BlazePose models), or pass local model files "
-            "with --detector-model / --landmark-model (.tflite or .onnx).")
+            "package registry and extracts its BlazePose models; offline: `pose-ros fetch-models "
+            "--wheel PATH` with a downloaded mediapipe-0.10.14 wheel), or pass local model files "
+            "(--detector-model / --landmark-model, node parameters detector_model / "
+            "landmark_model; .tflite or .onnx).")
     return have  # type: ignore[return-value]
