@@ -31,6 +31,7 @@ setup(
     ],
     # torch is optional (the `torch` / `tensorrt` backends): >= 2.3 covers JetPack 6 (2.3-2.5)
     # and is the first torch that works with numpy 2
-    extras_require={"torch": ["torch>=2.3"]},
+    # tensorrt: TensorRT itself comes from JetPack / NVIDIA; >= 10.12 needs the fp16 ONNX converter
+    extras_require={"torch": ["torch>=2.3"], "tensorrt": ["onnxconverter-common>=1.14"]},
     entry_points={"console_scripts": ["pose-ros = pose_ros.cli:main"]},
 )

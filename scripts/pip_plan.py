@@ -50,10 +50,11 @@ except ImportError:  # a bare venv: pip always carries packaging
     from pip._vendor.packaging.utils import canonicalize_name  # type: ignore[no-redef]
     from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
 
-# pip distribution name -> (import name, whether the import's __version__ is the pip version).
+# pip distribution name -> (import name, whether the import's __version__ is the pip version):
+# compiled against numpy or platform builds (JetPack's torch), and the rosdep keys of package.xml.
 # A distro copy of any of these wins over the requirement files. OpenCV's pip wheels are named
 # opencv-python(-headless) while the distro's cv2 has no pip metadata of that name, so cv2 only
-# drops the requirement and is never pinned.
+# drops the requirement and is never pinned (the same for onnxruntime-gpu's onnxruntime module).
 DISTRO_PROVIDES: dict[str, tuple[str, bool]] = {
     "numpy": ("numpy", True),
     "scipy": ("scipy", True),
@@ -66,8 +67,8 @@ DISTRO_PROVIDES: dict[str, tuple[str, bool]] = {
     "transforms3d": ("transforms3d", True),
     "tqdm": ("tqdm", True),
     "flatbuffers": ("flatbuffers", True),
-    "pillow": ("PIL", True),
-    "pytest": ("pytest", True),
+    # any onnxruntime build (Jetson: NVIDIA's onnxruntime-gpu wheel) provides the module: keep it
+    "onnxruntime": ("onnxruntime", False),
 }
 
 # NumPy's C ABI is backward compatible within a major version: extensions built against the
@@ -158,10 +159,10 @@ def plan(requirements: list[str], python_version: str, provided: dict[str, str |
     provided: pip name (or import name, e.g. "cv2") -> installed version (None: importable, version
         unknown) of packages the distro already provides; None or {} for the bare-machine mode.
     Returns the marker-free requirement and constraint lines. A provided package's requirement is
-    dropped and, when its version is known and valid, it is pinned with ``==``; constraint lines
-    naming a provided package are replaced by that pin. Raises ValueError for a line pip would
-    also reject, and when the distro's version of a package violates a requirement's range
-    (e.g. ``numpy>=1.22`` against a distro numpy 1.21.5), naming both.
+    dropped (even when the distro's version is outside its range: the platform build wins, e.g.
+    JetPack's torch; ``dropped`` says so) and, when its version is known and valid, it is pinned
+    with ``==``; constraint lines naming a provided package are replaced by that pin. Raises
+    ValueError for a line pip would also reject.
     """
     env = marker_environment(python_version)
     provided = provided or {}
@@ -203,12 +204,12 @@ def plan(requirements: list[str], python_version: str, provided: dict[str, str |
         name = canonicalize_name(req.name)
         if name in have:
             ver = have[name]
+            note = f"{_plain(req)} (distro provides {ver or 'it'})"
             if ver is not None and DISTRO_PROVIDES.get(name, (None, True))[1] and req.specifier \
                     and not req.specifier.contains(ver, prereleases=True):
-                raise ValueError(f"the distro provides {req.name} {ver}, but the requirements ask for "
-                                 f"{_plain(req)}: widen that range in the requirement file (the distro's "
-                                 f"copy is kept so compiled ROS packages keep working)")
-            out.dropped.append(f"{_plain(req)} (distro provides {ver or 'it'})")
+                # e.g. JetPack's torch 2.5.0a0+nv24.08 against torch==2.13.0: the platform build wins
+                note += f"; outside {req.specifier}, kept anyway: compiled ROS packages depend on it"
+            out.dropped.append(note)
             pin(name)
             continue
         out.requirements.append(_plain(req))

@@ -86,6 +86,8 @@ else
   # onnxruntime asks for >= 1.21.6), fall back to a newer numpy of the same major version only
   # (ABI-compatible with the distro's compiled extensions such as cv_bridge), never 2.x.
   plan=$(mktemp -d)
+  # Ubuntu 22.04's venv pip (22.0) has no --dry-run: use a current pip inside the venv.
+  "$PY" -m pip install -q "pip>=23.2" >&2
   "$PY" scripts/pip_plan.py --detect -r requirements/distro.txt -r requirements/dev.txt \
     -r requirements/torch.txt --out-requirements "$plan/req.txt" \
     --out-constraints "$plan/exact.txt" --out-compat-constraints "$plan/compat.txt"

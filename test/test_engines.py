@@ -260,7 +260,8 @@ def test_pipeline_derives_profile_sizes(models):
 
     P.build_engine = spy
     try:
-        PosePipeline(PipelineConfig(backend="onnxruntime", detector_tiles=4, max_persons=5))
+        PosePipeline(PipelineConfig(backend="onnxruntime", detector_tiles=4, max_persons=5,
+                                    detector_pyramid=False))
         PosePipeline(PipelineConfig(backend="onnxruntime", detector_tiles=2, image_size=(640, 480)))
         PosePipeline(PipelineConfig(backend="onnxruntime", max_batch=8))
     finally:

@@ -51,12 +51,12 @@ def resolve(p: launch_plan.NodePlan, topics: list[str]) -> dict[str, str]:
         rclpy.shutdown(context=ctx)
 
 
-BOOLS = ("compressed", "lifecycle", "demo", "rviz")
+BOOLS = ("compressed", "lifecycle", "demo", "rviz", "smpl")
 
 
 def combinations():
     """Every boolean argument x every topic argument set/unset x namespace x overrides x rviz2
-    installed or not: 2^4 * 2^3 * 2 * 2 * 2 = 1024 cases."""
+    installed or not: 2^5 * 2^3 * 2 * 2 * 2 = 2048 cases."""
     for bools in itertools.product((False, True), repeat=len(BOOLS)):
         for info, depth, dinfo, ns, override, have_rviz in itertools.product((False, True), repeat=6):
             args = {k: ("true" if v else "false") for k, v in zip(BOOLS, bools, strict=True)}
@@ -96,12 +96,14 @@ def test_every_argument_combination():
             errors += 1
             continue
         nodes = plan(args, PARAMS_DEFAULT, RVIZ_CFG, lambda name, h=have_rviz: h and name == "rviz2")
-        comp, lc, demo, rviz = (args[k] == "true" for k in BOOLS)
+        comp, lc, demo, rviz, smpl = (args[k] == "true" for k in BOOLS)
         ns = "/cam_left" if "namespace" in args else ""
         # right node set
         want = [("pose_ros", "pose_lifecycle_node" if lc else "pose_node", "pose_node", lc)]
         if demo:
             want.append(("pose_ros", "demo_source", "demo_source", False))
+        if smpl:
+            want.append(("pose_ros", "smpl_node", "smpl_node", False))
         if rviz:
             want.append(("rviz2", "rviz2", "rviz2", False))
         assert [(n.package, n.executable, n.name, n.lifecycle) for n in nodes] == want, args
@@ -129,13 +131,19 @@ def test_every_argument_combination():
         want_params = {"use_compressed": comp, "use_depth": "depth" in args}
         if "backend" in args:
             want_params.update(backend="onnxruntime", device="cpu", target_frame="base_link")
+        if smpl:  # smpl_node publishes people_cloud (the mesh): pose_node's capsules off
+            want_params["publish_people_cloud"] = False
+            sm = next(n for n in nodes if n.executable == "smpl_node")
+            assert sm.remappings == () and sm.parameters == ({"model_path": ""},)
         assert pose.parameters[1] == want_params, args
         assert type(pose.parameters[1]["use_compressed"]) is bool
         if rviz:
             assert nodes[-1].arguments == ("-d", RVIZ_CFG)
             assert dict(nodes[-1].remappings) == ({"/markers": "/cam_left/markers",
+                                                  "/smpl_markers": "/cam_left/smpl_markers",
+                                                  "/people_cloud": "/cam_left/people_cloud",
                                                   "/debug_image": "/cam_left/debug_image"} if ns else {})
-    assert cases == 1024 and 0 < errors < cases
+    assert cases == 2048 and 0 < errors < cases
 
 
 def test_remaps_accepted_by_rcl():
@@ -184,6 +192,20 @@ def test_two_cameras_never_share_a_topic():
     r = resolve(rel, ["image", "camera_info"])
     assert r == {"image": "/cam_left/color/image_raw", "camera_info": "/cam_left/color/camera_info",
                  "__fqn": "/cam_left/pose_node"}
+
+
+def test_smpl_node_reads_pose_nodes_skeletons():
+    """smpl:=true: smpl_node in pose_node's namespace hears exactly the topic pose_node publishes
+    (real rcl resolution), gets smpl_model as model_path, and only one node publishes people_cloud."""
+    nodes = plan({"smpl": "true", "namespace": "cam_left", "smpl_model": " /models/smpl "})
+    pose, sm = nodes
+    assert (sm.executable, sm.namespace, sm.parameters) == ("smpl_node", "/cam_left",
+                                                            ({"model_path": "/models/smpl"},))
+    a, b = resolve(pose, ["skeletons"]), resolve(sm, ["skeletons", "people_cloud"])
+    assert a["skeletons"] == b["skeletons"] == "/cam_left/skeletons"
+    assert b["people_cloud"] == "/cam_left/people_cloud"
+    assert pose.parameters[-1]["publish_people_cloud"] is False
+    assert "publish_people_cloud" not in plan({"smpl": "false"})[0].parameters[-1]
 
 
 @pytest.mark.parametrize("image,info", [
@@ -244,7 +266,7 @@ def test_launch_file_is_a_thin_shell():
     assert "launch_plan.ARGS" in src
     documented = {"image", "camera_info", "compressed", "depth", "depth_camera_info", "namespace",
                   "params_file", "backend", "device", "target_frame", "lifecycle", "demo",
-                  "demo_source", "rviz"}
+                  "demo_source", "rviz", "smpl", "smpl_model"}
     assert {a.name for a in ARGS} == documented
     readme = (ROOT / "README.md").read_text()
     for name in documented:

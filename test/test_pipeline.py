@@ -30,7 +30,8 @@ MEDIAPIPE_REF = {
 def pipes(models):
     out = {}
     for backend in ("litert", "torch", "onnxruntime"):
-        out[backend] = PosePipeline(PipelineConfig(backend=backend, static_image_mode=True, max_persons=4))
+        out[backend] = PosePipeline(PipelineConfig(backend=backend, static_image_mode=True, max_persons=4,
+                                                   detector_tiles=0))  # MediaPipe's detector path
     return out
 
 
@@ -153,7 +154,8 @@ def tiled(k: int) -> np.ndarray:
 
 
 def test_multi_person_tiled_image_batched(pipes):
-    pipe = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8))
+    pipe = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8,
+                                       detector_tiles=0))  # whole-image detections only
     pipe.landmarker = CountingEngine(pipe.landmarker)
     img = tiled(2)
     persons = pipe(img)
@@ -166,9 +168,10 @@ def test_multi_person_tiled_image_batched(pipes):
 
 def test_detector_tiles_find_small_people(models):
     img = np.ascontiguousarray(np.concatenate([tiled(2)] * 2, 0))  # 4 people, 1024 x 1024
-    whole = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8))
+    whole = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8,
+                                        detector_tiles=0))
     tiles = PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True, max_persons=8,
-                                        detector_tiles=3))
+                                        detector_tiles=3, detector_pyramid=False))
     tiles.detector = CountingEngine(tiles.detector)
     tiles.landmarker = CountingEngine(tiles.landmarker)
     found = tiles(img)

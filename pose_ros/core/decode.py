@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter
-from scipy.optimize import linear_sum_assignment
 
 from .skeletons import PAF_CHANNELS, Layout
 
@@ -314,6 +312,8 @@ def find_peaks(heatmap: np.ndarray, threshold: float = 0.1, nms_size: int = 3,
     nms_size x nms_size neighbourhood (scipy.ndimage.maximum_filter); plateaus keep one pixel.
     Sub-pixel refined (see :class:`HeatmapArgmax`). Sorted by score, highest first."""
     hm = np.asarray(heatmap, np.float64)
+    from scipy.ndimage import maximum_filter  # lazy: keeps scipy out of the node's start-up
+
     mx = maximum_filter(hm, size=nms_size, mode="constant", cval=-np.inf)
     peak = (hm == mx) & (hm >= threshold)
     rows, cols = np.nonzero(peak)
@@ -424,6 +424,8 @@ class PafDecoder:
     def connections(self, peaks: list[Peaks], pafs: np.ndarray) -> list[np.ndarray]:
         """Per limb an (M, 3) array of (peak index a, peak index b, limb score), chosen by
         linear_sum_assignment over the valid candidate pairs (maximum total score)."""
+        from scipy.optimize import linear_sum_assignment
+
         out = []
         h = pafs.shape[1]
         for (ja, jb), (cx, cy) in zip(self.limbs, self.paf_channels, strict=True):

@@ -85,10 +85,16 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, module: torch.nn.Module, device: str = "cpu", half: bool | None = None):
+        # OpenMP's default ACTIVE wait policy spins between ops: on a CPU shared with other
+        # nodes that collapsed the torch backend (landmarks 23 ms -> 442 ms with one busy core,
+        # measured here). PASSIVE takes effect only if set before torch is first imported.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         import torch
 
         self._torch = torch
         self.device = resolve_device(device)
+        if self.device == "cpu" and torch.get_num_threads() > cpu_threads():
+            torch.set_num_threads(cpu_threads())  # the cores this process may use, at most 4
         # fp32 by default, on CUDA too: whole-network fp16 moved landmarks by 2-5 px mean,
         # 14-18 px max (CPU half stand-in, issue 8 item 7); the fast GPU path is TensorRT,
         # whose fp16 ONNX stays within 0.3 px (test_engines.py). half=True opts in.

@@ -327,3 +327,21 @@ def pck3d(pred, gt, threshold: float = 150.0, visible=None) -> float:
     v = _vis(visible, g)
     d = np.linalg.norm(p - g, axis=-1)
     return float(((d <= threshold) & v).sum() / v.sum()) if v.any() else float("nan")
+
+
+def root_relative(poses, root) -> np.ndarray:
+    """Poses (N, K, 3) or (K, 3) minus their root: ``root`` is one joint index or a sequence of
+    indices whose mean is the root (e.g. both hips: mid-hip). Returns (N, K, 3)."""
+    p = _arr(poses, 3, "poses")
+    idx = [root] if np.isscalar(root) else list(root)
+    return p - p[:, idx].mean(1, keepdims=True)
+
+
+def absolute_error(pred, gt, visible=None) -> float:
+    """Absolute (camera-frame) mean per-joint position error: |pred - gt| with no alignment at
+    all, so it measures placement (distance, direction) as well as pose. pred, gt: (N, K, 3)
+    in the camera frame; joints where pred is NaN (not placed) are left out."""
+    p, g = _arr3(pred, gt)
+    v = _vis(visible, g) & np.isfinite(p).all(-1)
+    d = np.linalg.norm(p - g, axis=-1)[v]
+    return float(d.mean()) if d.size else float("nan")

@@ -7,8 +7,11 @@ Per frame (RGB uint8 H x W x 3 in, list of :class:`Person` out):
      to image pixels; world landmarks in metres.
   3. Tracking (``static_image_mode=False``): each person's next ROI comes from its own
      auxiliary landmarks, as in MediaPipe; the detector runs again only when a track is lost,
-     when nobody is tracked, or every ``detect_every`` frames to pick up newcomers. Track ids
-     stay stable while a person is tracked.
+     when nobody is tracked, or every ``detect_every`` frames to pick up newcomers.
+  4. Identities and smoothing: candidates are merged by :mod:`pose_ros.core.dedupe`; the
+     public ids come from :class:`pose_ros.core.track.Tracker` (assignment, birth / death,
+     re-identification, resets on time jumps) and keypoints / world landmarks are 1-Euro
+     filtered per track (:meth:`PosePipeline.smooth_3d` does the same for lifted 3D positions).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ from .backends import (
     probe,
     start_first,
 )
+from .dedupe import dedupe
 from .engines import (
     BACKENDS,
     BackendUnavailableError,  # noqa: F401  (re-exported for callers)
@@ -45,14 +49,18 @@ from .engines import (
     TorchEngine,
     resolve_device,
 )
+from .metrics import layout_sigmas
 from .models import blazepose as bp
 from .models.fetch import cache_root, require_models
 from .skeletons import BLAZEPOSE_33, Layout
+from .track import Observation, Tracker, torso_histogram
+from .track import _validate as validate_tracking
 
 log = logging.getLogger(__name__)
 
 DETECTOR_OUTPUTS = ["Identity", "Identity_1"]  # boxes (2254 x 12), scores (2254 x 1)
 LANDMARK_OUTPUTS = ["Identity", "Identity_1", "Identity_4"]  # landmarks, pose flag, world
+MIN_SKELETON_IN_CROP = 0.3  # skeleton extent / crop side: real people 0.5-0.9, debris 0.1
 HEATMAP_OUTPUT = "Identity_3"  # 64 x 64 x 39 (used for heatmap refinement)
 
 
@@ -63,9 +71,15 @@ class PipelineConfig:
     max_persons: int = 4
     min_detection_score: float = bp.MIN_DETECTION_SCORE
     min_presence: float = bp.PRESENCE_THRESHOLD  # drop a person / lose a track below this
+    # a newly detected person needs this presence (tracked people stay down to min_presence):
+    # crops of background / of the gap between two people score ~0.5 for one frame
+    min_birth_presence: float = 0.75
     static_image_mode: bool = False
     detect_every: int = 15  # frames between detector runs while tracking (newcomers)
-    detector_tiles: int = 0  # >= 2: also detect on a grid of overlapping tiles (small people)
+    # >= 2: also detect on a grid of overlapping tiles (small people); 3 + pyramid measured best
+    # on COCO (bench_multiperson.py)
+    detector_tiles: int = 3
+    detector_pyramid: bool = True  # with detector_tiles N: all grids 2 x 2 .. N x N (one batch)
     heatmap_refine: bool = True
     backend: str = "auto"
     device: str = "auto"
@@ -76,14 +90,26 @@ class PipelineConfig:
     # detector_tiles and image_size (larger batches run in chunks)
     max_batch: int = 0
     image_size: tuple[int, int] | None = None  # expected (width, height); None: 1280 x 720
+    # YAML model spec (pose_ros.core.spec_pipeline.make_pipeline); None: BlazePose
+    model_spec: str | None = None
+    # identities and smoothing (pose_ros.core.track; the node's parameters of the same names)
+    track_min_hits: int = 1  # frames a new person must be seen before it is reported
+    track_max_misses: int = 10  # frames a track survives unseen before it is lost
+    track_reid_time: float = 5.0  # s a lost person can be re-identified (keeps the id)
+    stale_after: float = 2.0  # s: a larger gap between frame stamps resets tracks and filters
+    smoothing: bool = True  # 1-Euro filter on keypoints, world landmarks and 3D positions
+    smoothing_min_cutoff: float = 1.0  # Hz
+    smoothing_beta: float = 10.0  # Hz per (person size / s)
+    smoothing_d_cutoff: float = 1.0  # Hz
 
     def validate(self) -> None:
         """Raise ValueError with the fix for settings a user can get wrong."""
+        validate_tracking(self)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 1 <= self.max_persons <= 64:
             raise ValueError(f"max_persons must be in 1..64, got {self.max_persons}")
-        for name in ("min_detection_score", "min_presence"):
+        for name in ("min_detection_score", "min_presence", "min_birth_presence"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
@@ -245,7 +271,7 @@ class PosePipeline:
         lm_shape = (1, bp.LANDMARK_SIZE, bp.LANDMARK_SIZE, 3)
 
         w, h = self.cfg.image_size or DEFAULT_IMAGE_SIZE
-        det_max = self.cfg.max_batch or detector_batch(self.cfg.detector_tiles, w, h)
+        det_max = self.cfg.max_batch or 1 + sum(detector_batch(n, w, h) - 1 for n in self._grids())
         lm_max = self.cfg.max_batch or landmark_batch(self.cfg.max_persons)
         available = probe()
         self.choices: dict[str, Choice] = {}
@@ -276,17 +302,29 @@ class PosePipeline:
         self._new_id = track_ids if track_ids is not None else TrackIds()
         self._frames_since_detect = 0
         self._lost_last_frame = False
+        self._lineage = 0  # keys of followed crops (hints for the tracker), not public ids
+        # identities across frames; reads its settings from self.cfg on every frame
+        self._sigmas = layout_sigmas(BLAZEPOSE_33)
+        self.tracker = Tracker(self._new_id, self._sigmas, self.cfg)
+        self.time_reset: str | None = None  # why the last frame reset all tracks, else None
         self.timings: dict[str, float] = {}
         self.detector_ran = False
 
     def reset(self) -> None:
-        """Forget all tracks (next frame runs the detector)."""
+        """Forget all tracks, identities and filters (next frame runs the detector)."""
         self._tracks = []
         self._lost_last_frame = False
+        self.tracker.reset()
 
     def close(self) -> None:
         for eng in (self.detector, self.landmarker):
             eng.close()
+
+    def _grids(self) -> list[int]:
+        """Tile grids the detector runs on besides the whole image: [] (detector_tiles 0),
+        [N], or 2 .. N with ``detector_pyramid``."""
+        n = self.cfg.detector_tiles
+        return [] if n < 2 else list(range(2, n + 1)) if self.cfg.detector_pyramid else [n]
 
     # -- stages -------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> list[bp.Detection]:
@@ -294,8 +332,8 @@ class PosePipeline:
         same batched call when ``detector_tiles`` >= 2."""
         h, w = image.shape[:2]
         rois = [bp.letterbox_roi(w, h)]
-        if self.cfg.detector_tiles >= 2:
-            rois += bp.tile_rois(w, h, self.cfg.detector_tiles)
+        for n in self._grids():
+            rois += bp.tile_rois(w, h, n)
         out = dict(zip(self.detector.output_names, self.detector(bp.detector_batch(image, rois)),
                        strict=True))
         per_input = [bp.decode_detections(out["Identity"][i], out["Identity_1"][i], roi,
@@ -313,12 +351,18 @@ class PosePipeline:
                                    out.get(HEATMAP_OUTPUT), rois)
 
     # -- per frame ------------------------------------------------------------------------
-    def __call__(self, image: np.ndarray) -> list[Person]:
-        """RGB uint8 (H, W, 3) image -> persons, best first."""
+    def __call__(self, image: np.ndarray, stamp: float | None = None) -> list[Person]:
+        """RGB uint8 (H, W, 3) image -> persons, best first. stamp: the image's time in s
+        (e.g. header.stamp; default: the monotonic clock): a stamp earlier than the last one
+        or more than ``stale_after`` s later resets tracks and filters (:attr:`time_reset`)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}")
         t0 = time.perf_counter()
         static = self.cfg.static_image_mode
+        stamp = time.monotonic() if stamp is None else float(stamp)
+        self.time_reset = None if static else self.tracker.check_time(stamp)
+        if self.time_reset:
+            self._tracks, self._lost_last_frame = [], False
         tracks = [] if static else list(self._tracks)
         run_detector = (static or not tracks or self._lost_last_frame
                         or self._frames_since_detect + 1 >= self.cfg.detect_every)
@@ -343,7 +387,12 @@ class PosePipeline:
             if res.score < self.cfg.min_presence:
                 lost |= trk.track_id != 0
                 continue
+            if trk.track_id == 0 and res.score < self.cfg.min_birth_presence:
+                continue  # a new candidate must be more certain than a tracked person
             kp = res.keypoints[: bp.NUM_BODY]
+            if np.ptp(kp[:, :2], axis=0).max() < MIN_SKELETON_IN_CROP * res.roi.size:
+                lost |= trk.track_id != 0
+                continue  # a skeleton squeezed into a corner of its crop: not a person
             bbox = np.array([max(kp[:, 0].min(), 0), max(kp[:, 1].min(), 0),
                              min(kp[:, 0].max(), w), min(kp[:, 1].max(), h)], np.float32)
             cands.append((trk.track_id, Person(trk.track_id, kp[:, :2].copy(), kp[:, 2].copy(),
@@ -351,6 +400,7 @@ class PosePipeline:
                                                res.presence[: bp.NUM_BODY], res.world, res.score,
                                                res.roi, bbox), res.next_roi()))
         persons, next_tracks = self._dedupe(cands)
+        persons = self._identify(image, persons, stamp)
         if not static:
             self._tracks = next_tracks
             self._lost_last_frame = lost
@@ -359,23 +409,49 @@ class PosePipeline:
         return persons
 
     def _dedupe(self, cands: list[tuple[int, Person, bp.Roi]]) -> tuple[list[Person], list[_Track]]:
-        """One result per person: greedy by score, landmark boxes overlapping by IoU > 0.5 are
-        the same person. A tracked person's id survives even when a fresh detection of them
-        scored higher; new people get new ids. At most ``max_persons``."""
-        order = sorted(range(len(cands)), key=lambda i: -cands[i][1].score)
-        kept: list[list] = []  # [id, person, next roi]
-        for i in order:
-            tid, person, roi = cands[i]
-            dup = next((k for k in kept if bp.box_iou(person.bbox[None].astype(np.float64),
-                                                      k[1].bbox[None].astype(np.float64))[0, 0] > 0.5),
-                       None)
-            if dup is None:
-                kept.append([tid, person, roi])
-            elif dup[0] == 0 and tid != 0:
-                dup[0] = tid  # the tracked identity wins
+        """One result per person (:func:`pose_ros.core.dedupe.dedupe`: keypoint similarity
+        and box containment; tracked crops kept; the more complete skeleton wins). A tracked
+        person's crop lineage survives; new people get new lineage keys. At most
+        ``max_persons``, applied after de-duplication."""
+        if not cands:
+            return [], []
+        picks = dedupe([c[1].keypoints for c in cands], [c[1].bbox for c in cands],
+                       [c[1].score for c in cands], [c[0] != 0 for c in cands], self._sigmas,
+                       self.cfg.max_persons, [c[1].visibility for c in cands])
+        kept = [[cands[ident][0], cands[used][1], cands[used][2]] for used, ident in picks]
         kept = kept[: self.cfg.max_persons]
         for k in kept:
             if k[0] == 0:
-                k[0] = self._new_id()
+                self._lineage += 1
+                k[0] = self._lineage
             k[1].track_id = k[0]
         return [k[1] for k in kept], [_Track(k[0], k[2]) for k in kept]
+
+    def _identify(self, image: np.ndarray, persons: list[Person], stamp: float) -> list[Person]:
+        """Public ids from the tracker (static mode: a new id per person and image) and
+        1-Euro-smoothed keypoints / world landmarks; people not yet born are left out."""
+        if self.cfg.static_image_mode:
+            for p in persons:
+                p.track_id = self._new_id()
+            return persons
+        torso = [BLAZEPOSE_33.index(n) for n in ("left_shoulder", "right_shoulder", "left_hip", "right_hip")]
+        obs = [Observation(p.keypoints, p.visibility > 0.5, p.bbox,
+                           torso_histogram(image, p.keypoints[torso]), hint=p.track_id)
+               for p in persons]
+        out = []
+        for p, tid in zip(persons, self.tracker.update(obs, stamp), strict=True):
+            if tid == 0:
+                continue
+            p.track_id = tid
+            size = float(np.hypot(p.bbox[2] - p.bbox[0], p.bbox[3] - p.bbox[1]))
+            p.keypoints = self.tracker.smooth(tid, p.keypoints, "2d", max(size, 1.0)).astype(np.float32)
+            p.world = self.tracker.smooth(tid, p.world, "world").astype(np.float32)
+            out.append(p)
+        return out
+
+    def smooth_3d(self, persons: list[Person], positions: list[np.ndarray]) -> list[np.ndarray]:
+        """1-Euro-smoothed 3D positions ((K, 3) m per person, NaN = unknown, any frame) of the
+        last frame's persons (identity when ``smoothing`` is off or in static mode)."""
+        if self.cfg.static_image_mode:
+            return positions
+        return [self.tracker.smooth(p.track_id, x, "3d") for p, x in zip(persons, positions, strict=True)]

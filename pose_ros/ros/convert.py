@@ -230,9 +230,10 @@ def transforms(header: Header, persons, positions, body_frames, joints: list[str
             float(v) for v in body[0])
         _rotation(t, body[1])
         out.append(t)
-        idx = [p.layout.index(name) for name in joints]
+        have = [name for name in joints if name in p.layout.names]  # spec layouts lack some
+        idx = [p.layout.index(name) for name in have]
         local = lift.in_body_frame(pos[idx], *body) if idx else np.zeros((0, 3))
-        for name, xyz in zip(joints, local, strict=True):
+        for name, xyz in zip(have, local, strict=True):
             if np.isfinite(xyz).all():
                 t = TransformStamped(header=Header(stamp=header.stamp, frame_id=body_name),
                                      child_frame_id=lift.joint_frame_name(name, p.track_id))

@@ -15,17 +15,28 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from pose_ros.core.skeletons import get_layout
-from pose_ros.msg import SkeletonArray
+from pose_ros.msg import SkeletonArray, SmplBodyArray
 
 from .mcap_record import McapRecorder
 from .qos import RESULT_QOS, SENSOR_QOS, TF_QOS
 
 
-def plot_3d(msg: SkeletonArray, path: Path) -> None:
+def mesh_triangles(markers: MarkerArray | None) -> list[tuple[np.ndarray, tuple]]:
+    """(T x 3 x 3 triangle corners in the marker frame, RGB colour) per TRIANGLE_LIST marker."""
+    out = []
+    for m in (markers.markers if markers is not None else []):
+        if m.type == m.TRIANGLE_LIST and m.points:
+            tri = np.array([[p.x, p.y, p.z] for p in m.points]).reshape(-1, 3, 3)
+            out.append((tri, (m.color.r, m.color.g, m.color.b)))
+    return out
+
+
+def plot_3d(msg: SkeletonArray, path: Path, meshes: MarkerArray | None = None) -> None:
+    """Skeletons (and smpl_node's mesh markers, same optical frame) in one 3D plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,7 +58,14 @@ def plot_3d(msg: SkeletonArray, path: Path) -> None:
     ax.set_xlabel("x right (m)")
     ax.set_ylabel("z forward (m)")
     ax.set_zlabel("up (m)")
-    ax.set_title(f"pose_ros 3D skeletons in {msg.header.frame_id}")
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    for tri, colour in mesh_triangles(meshes):
+        # optical -> plot axes as for the joints: (x, z, -y)
+        ax.add_collection3d(Poly3DCollection(tri[..., [0, 2, 1]] * [1, 1, -1], facecolor=colour,
+                                             edgecolor="none", alpha=0.35))
+    ax.set_title(f"pose_ros 3D skeletons{' + SMPL mesh' if mesh_triangles(meshes) else ''} in "
+                 f"{msg.header.frame_id}")
     pts = np.array([[k.position.x, k.position.z, -k.position.y] for sk in msg.skeletons
                     for k in sk.keypoints if np.isfinite(k.position.z)])
     if len(pts):
@@ -66,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=15.0, help="demo_source rate, Hz")
     ap.add_argument("--seconds", type=float, default=8.0, help="how long to record after the first result")
     ap.add_argument("--out", default="out", help="output folder")
+    ap.add_argument("--no-smpl", action="store_true", help="do not start smpl_node (mesh, SMPL bodies)")
     ap.add_argument("--params", default=str(Path(__file__).resolve().parents[2] / "config" / "pose.yaml"))
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -75,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     procs = [
         subprocess.Popen([sys.executable, "-m", "pose_ros.ros.demo_source", "--ros-args",
                           "-p", f"source:={args.source}", "-p", f"rate:={args.rate}"], env=env),
-        subprocess.Popen([sys.executable, "-m", "pose_ros.ros.pose_node", "--ros-args", *params], env=env),
+        # with smpl_node the mesh is the people_cloud (as pose.launch.py smpl:=true decides)
+        subprocess.Popen([sys.executable, "-m", "pose_ros.ros.pose_node", "--ros-args", *params,
+                          *([] if args.no_smpl else ["-p", "publish_people_cloud:=false"])], env=env),
     ]
     rclpy.init()
     node = rclpy.create_node("pose_ros_demo_recorder")
@@ -85,9 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     from tf2_msgs.msg import TFMessage
 
     topics["/tf"] = (TFMessage, TF_QOS)
+    if not args.no_smpl:
+        procs.append(subprocess.Popen([sys.executable, "-m", "pose_ros.ros.smpl_node"], env=env))
+        topics.update(smpl=(SmplBodyArray, RESULT_QOS), smpl_markers=(MarkerArray, RESULT_QOS))
+    topics["people_cloud"] = (PointCloud2, RESULT_QOS)
     rec = McapRecorder(node, out / "demo.mcap", topics)
     last: dict[str, object] = {}
-    for name, cls, qos in (("skeletons", SkeletonArray, RESULT_QOS), ("debug_image", Image, SENSOR_QOS),
+    for name, cls, qos in (("skeletons", SkeletonArray, RESULT_QOS), ("smpl_markers", MarkerArray, RESULT_QOS),
+                           ("smpl", SmplBodyArray, RESULT_QOS), ("debug_image", Image, SENSOR_QOS),
                            ("diag", DiagnosticArray, QoSProfile(depth=10))):
         topic = "/diagnostics" if name == "diag" else name
         node.create_subscription(cls, topic, lambda m, n=name: last.__setitem__(n, m), qos)
@@ -124,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         rgb = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
         cv2.imwrite(str(out / "demo_annotated.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     sk = last["skeletons"]
-    plot_3d(sk, out / "demo_skeleton3d.png")
+    plot_3d(sk, out / "demo_skeleton3d.png", last.get("smpl_markers"))
     diag = {kv.key: kv.value for kv in last["diag"].status[0].values} if "diag" in last else {}
     node.destroy_node()
     rclpy.shutdown()
@@ -137,12 +163,19 @@ def main(argv: list[str] | None = None) -> int:
         nose = k["nose"]
         print(f"  id {s.id}: score {s.score:.2f}, nose at ({nose.x:.0f}, {nose.y:.0f}) px, "
               f"{nose.position.z:.2f} m from the camera (source {nose.position_source})")
+    if not args.no_smpl:
+        bodies = last["smpl"].bodies if "smpl" in last else []
+        print(f"SMPL (smpl_node, built-in body): {len(bodies)} bodies in the last message"
+              + "".join(f"; id {b.id} fit error {b.fit_error * 1e3:.0f} mm" for b in bodies)
+              + f"; mesh triangles plotted: {sum(len(t) for t, _ in mesh_triangles(last.get('smpl_markers')))}")
     print(f"rates: input {diag.get('input rate (Hz)', '?')} Hz, processed "
           f"{diag.get('processed rate (Hz)', '?')} Hz, dropped {diag.get('dropped frames', '?')}, "
           f"latency median {diag.get('latency median (ms)', '?')} ms")
     print(f"recorded {sum(rec.counts.values())} messages: "
           + ", ".join(f"{t} {n}" for t, n in rec.counts.items()))
-    print(f"files: {out / 'demo.mcap'} (open in Foxglove), {out / 'demo_annotated.png'}, "
+    mb = (out / "demo.mcap").stat().st_size / 1e6
+    print(f"files: {out / 'demo.mcap'} ({mb:.0f} MB, zstd chunks; open in Foxglove), "
+          f"{out / 'demo_annotated.png'}, "
           f"{out / 'demo_skeleton3d.png'}")
     return 0 if sk.skeletons else 1
 

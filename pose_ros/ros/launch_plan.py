@@ -62,8 +62,16 @@ ARGS: tuple[LaunchArg, ...] = (
     LaunchArg("demo_source", "astronaut", "demo_source's source: astronaut | camera | "
               "<image or video file> | v4l2:N"),
     LaunchArg("rviz", "false", "start RViz with rviz/pose.rviz (needs rviz2 installed)", "bool"),
+    LaunchArg("smpl", "false", "also start smpl_node (same namespace): SMPL bodies on smpl, mesh markers "
+              "on smpl_markers, joint TF and the mesh as people_cloud (pose_node's capsule cloud off)",
+              "bool"),
+    LaunchArg("smpl_model", "", "smpl_node's model_path: official SMPL .pkl / .npz or its folder "
+              "(empty: the built-in body, which is NOT SMPL)"),
 )
 ARG_DEFAULTS: dict[str, str] = {a.name: a.default for a in ARGS}
+
+#: the absolute topics rviz/pose.rviz displays (remapped into a namespace)
+RVIZ_TOPICS = ("markers", "smpl_markers", "people_cloud", "debug_image")
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -192,6 +200,8 @@ def plan(args: dict[str, str], params_file_default: str = "", rviz_config: str =
             remaps += [("depth/image", depth), ("depth/camera_info", dinfo)]
 
     overrides: dict[str, object] = {"use_compressed": compressed, "use_depth": bool(depth)}
+    if flags["smpl"]:
+        overrides["publish_people_cloud"] = False  # smpl_node publishes the mesh as people_cloud
     for key in ("backend", "device", "target_frame"):
         if a[key].strip():
             overrides[key] = a[key].strip()
@@ -204,9 +214,14 @@ def plan(args: dict[str, str], params_file_default: str = "", rviz_config: str =
         nodes.append(NodePlan(PACKAGE, "demo_source", "demo_source", ns, False,
                               (("image", "demo/image"), ("camera_info", "demo/camera_info")),
                               ({"source": a["demo_source"].strip() or "astronaut"},)))
+    if flags["smpl"]:
+        # reads pose_node's relative `skeletons` in the same namespace; outputs relative too
+        nodes.append(NodePlan(PACKAGE, "smpl_node", "smpl_node", ns, False, (),
+                              ({"model_path": a["smpl_model"].strip()},)))
     if flags["rviz"]:
-        # pose.rviz shows /markers and /debug_image: point them at this namespace's outputs
-        rv = tuple((f"/{t}", f"{ns}/{t}") for t in ("markers", "debug_image")) if ns else ()
+        # pose.rviz shows /markers, /smpl_markers, /people_cloud and /debug_image: point them at
+        # this namespace's outputs
+        rv = tuple((f"/{t}", f"{ns}/{t}") for t in RVIZ_TOPICS) if ns else ()
         nodes.append(NodePlan("rviz2", "rviz2", "rviz2", ns, False, rv, (),
                               ("-d", rviz_config) if rviz_config else ()))
     for n in nodes:

@@ -37,19 +37,22 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.node import Node
 from rclpy.subscription import Subscription
 from rclpy.timer import Timer
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from pose_ros.core import lift
 from pose_ros.core.camera import CameraModelError, PinholeCamera, rectified_from_topic
+from pose_ros.core.compose3d import LIFTING_MODES, Composer3D
 from pose_ros.core.draw import draw_persons
 from pose_ros.core.engines import BACKENDS, DEVICES
 from pose_ros.core.imageconv import MAX_DEPTH, MIN_DEPTH, ImageFormatError
 from pose_ros.core.pipeline import PipelineConfig, PosePipeline
 from pose_ros.core.skeletons import BLAZEPOSE_33
+from pose_ros.core.spec_pipeline import make_pipeline
 from pose_ros.msg import SkeletonArray
 
 from . import convert
+from .cloud import skeleton_cloud
 from .qos import DEBUG_IMAGE_QOS, INFO_QOS, RESULT_QOS, SENSOR_QOS
 from .run import run_node
 from .tf import TfBroadcaster
@@ -77,16 +80,35 @@ PARAMS: tuple[Param, ...] = (
     Param("detector_model", "", "local .tflite/.onnx detector (empty: cached BlazePose)", True),
     Param("landmark_model", "", "local .tflite/.onnx landmark model (empty: cached BlazePose)", True),
     Param("cache_dir", "", "model cache root (empty: ~/.cache/pose_ros or $POSE_ROS_CACHE)", True),
+    Param("model_spec", "", "YAML model spec of your own ONNX model (config/models/*.yaml: OpenPose, "
+          "trt_pose, HRNet, RTMPose, YOLO-pose); empty: BlazePose. 2D + depth 3D only", True),
     Param("use_compressed", False, "subscribe to image/compressed (CompressedImage) instead of image", True),
     Param("use_depth", False, "subscribe to depth/image + depth/camera_info (aligned to the colour image)", True),
     Param("max_persons", 4, "most persons tracked per frame", range=(1, 16)),
     Param("min_detection_score", 0.5, "person detector score threshold", range=(0.0, 1.0)),
     Param("min_presence", 0.5, "drop a person (lose a track) below this presence score", range=(0.0, 1.0)),
+    Param("min_birth_presence", 0.75, "a newly detected person needs this presence score (tracked people "
+          "stay down to min_presence)", range=(0.0, 1.0)),
     Param("min_keypoint_score", 0.5, "joints below this visibility are not drawn in markers", range=(0.0, 1.0)),
     Param("static_image_mode", False, "run the detector on every frame (no tracking)"),
     Param("detect_every", 15, "while tracking, re-run the detector every N frames for newcomers", range=(1, 300)),
-    Param("detector_tiles", 0, "0: detect on the whole image (MediaPipe); 2-4: also on an NxN grid of "
+    Param("detector_tiles", 3, "0: detect on the whole image (MediaPipe); 2-4: also on an NxN grid of "
           "overlapping tiles, in the same batch (small / many people)", range=(0, 4)),
+    Param("detector_pyramid", True, "with detector_tiles N: also the coarser grids 2x2 .. (N-1)x(N-1) "
+          "(best COCO AP; more detector inputs on detection frames)"),
+    Param("track_min_hits", 1, "frames a new person must be seen before it gets an id and is published",
+          range=(1, 30)),
+    Param("track_max_misses", 10, "frames a track survives unseen before it is lost", range=(0, 300)),
+    Param("track_reid_time", 5.0, "s a lost person can be re-identified (pose, box, torso colour) and keep "
+          "their id", range=(0.0, 600.0)),
+    Param("stale_after", 2.0, "s: a larger gap between image stamps (or a stamp going backwards: bag "
+          "replay, use_sim_time) resets tracks and filters", range=(0.0, 3600.0)),
+    Param("smoothing", True, "1-Euro filter on 2D keypoints, world landmarks and 3D positions"),
+    Param("smoothing_min_cutoff", 1.0, "1-Euro minimum cutoff, Hz (lower: less jitter when still)",
+          range=(0.001, 100.0)),
+    Param("smoothing_beta", 10.0, "1-Euro speed coefficient, Hz per (person size / s) (higher: less lag "
+          "when moving)", range=(0.0, 1000.0)),
+    Param("smoothing_d_cutoff", 1.0, "1-Euro cutoff of the speed estimate, Hz", range=(0.001, 100.0)),
     Param("sync_tolerance", 0.05, "max |image stamp - CameraInfo/depth stamp| to pair them, s", range=(0.0, 1.0)),
     Param("depth_window", 5, "side of the per-joint depth window, px (median of valid depths)", range=(1, 31)),
     Param("min_depth", MIN_DEPTH, "nearest plausible depth, m: smaller values (1e-40 m, 1 mm) are invalid pixels",
@@ -97,11 +119,19 @@ PARAMS: tuple[Param, ...] = (
           "false = raw (K and D); auto = true when the resolved image topic has a word starting with "
           "'rect' (image_rect, image_rect_color)", True, choices=("auto", "true", "false")),
     Param("target_frame", "", "express 3D output, markers and TF in this frame (empty: the image frame)"),
+    Param("lifting", "auto", "3D placement: world_landmarks (PnP), depth (aligned depth only), ground_plane "
+          "(PnP scaled so the feet stand on floor_frame's z=0 plane), auto (ground_plane with a "
+          "floor_frame, else world_landmarks; depth overrides per joint when use_depth)", choices=LIFTING_MODES),
+    Param("floor_frame", "", "TF frame whose z=0 plane is the floor, z up (e.g. base_footprint); empty: "
+          "no ground plane"),
     Param("tf_joints", ["nose", "left_wrist", "right_wrist", "left_ankle", "right_ankle"],
           "joints (BlazePose names) published as TF frames under body_<id>, named after REP-155's "
           "links where it has one: left_wrist -> l_wrist_<id>, nose -> nose_<id>"),
     Param("publish_tf", True, "publish body_<id> and <joint>_<id> on /tf"),
     Param("publish_markers", True, "publish RViz markers on `markers`"),
+    Param("publish_people_cloud", True, "publish body-surface points (capsules around the limbs) as a "
+          "PointCloud2 on `people_cloud` for planners (smpl:=true: smpl_node publishes the mesh instead)"),
+    Param("people_cloud_radius", 0.08, "capsule radius around each limb in people_cloud, m", range=(0.01, 0.5)),
     Param("publish_debug_image", True, "publish the annotated image on `debug_image` (only computed when subscribed)"),
     Param("marker_lifetime", 0.5, "marker lifetime, s: stale people vanish", range=(0.0, 10.0)),
     Param("diagnostics_period", 1.0, "period of /diagnostics, s", read_only=True, range=(0.1, 60.0)),
@@ -111,6 +141,8 @@ PARAMS: tuple[Param, ...] = (
           "produced -> ERROR, no images -> WARN", range=(0.5, 120.0)),
 )
 _PARAM = {p.name: p for p in PARAMS}
+TRACKING_PARAMS = ("min_birth_presence", "detector_pyramid", "track_min_hits", "track_max_misses", "track_reid_time", "stale_after", "smoothing",
+                   "smoothing_min_cutoff", "smoothing_beta", "smoothing_d_cutoff")  # -> PipelineConfig
 
 
 def _descriptor(p: Param) -> ParameterDescriptor:
@@ -231,9 +263,10 @@ class _PoseLogic:
                              detect_every=v["detect_every"], detector_tiles=v["detector_tiles"],
                              backend=v["backend"], device=v["device"],
                              detector_model=v["detector_model"] or None,
-                             landmark_model=v["landmark_model"] or None, cache_dir=v["cache_dir"] or None)
+                             landmark_model=v["landmark_model"] or None, cache_dir=v["cache_dir"] or None,
+                             model_spec=v["model_spec"] or None, **{n: v[n] for n in TRACKING_PARAMS})
         t0 = time.monotonic()
-        pipeline = PosePipeline(cfg)
+        pipeline = make_pipeline(cfg)  # BlazePose, or the model_spec's network (spec_pipeline)
         self.get_logger().info(f"model loaded in {time.monotonic() - t0:.1f} s: backend "
                                f"{v['backend']}, device {v['device']} -> {pipeline.backend_summary}")
         return pipeline
@@ -262,7 +295,8 @@ class _PoseLogic:
         self.pub_skeletons = make(SkeletonArray, "skeletons", RESULT_QOS)
         self.pub_markers = make(MarkerArray, "markers", RESULT_QOS)
         self.pub_debug = make(Image, "debug_image", DEBUG_IMAGE_QOS)
-        ent += [self.pub_skeletons, self.pub_markers, self.pub_debug]
+        self.pub_cloud = make(PointCloud2, "people_cloud", RESULT_QOS)
+        ent += [self.pub_skeletons, self.pub_markers, self.pub_debug, self.pub_cloud]
         self.tf = TfBroadcaster(self)
         self.tf_lookup = TransformLookup(self)
         # state
@@ -505,9 +539,16 @@ class _PoseLogic:
         camera = self._camera_for(info, rgb.shape)
         depth = self._depth_for(header, camera) if self.p["use_depth"] and camera is not None else None
         t1 = time.perf_counter()
-        persons = self.pipeline(rgb)
+        tracked = hasattr(self.pipeline, "tracker")  # identities + smoothing (core/track.py)
+        persons = self.pipeline(rgb, stamp_ns(header.stamp) * 1e-9) if tracked else self.pipeline(rgb)
+        if tracked and self.pipeline.time_reset:
+            self.stats["time_resets"] += 1
+            self._log("warning", "time_reset", f"tracks and filters reset: {self.pipeline.time_reset} "
+                      "(bag replay, use_sim_time restart or a stalled camera)")
         t2 = time.perf_counter()
-        positions, sources = self._positions(persons, camera, depth)
+        positions, sources = self._positions(persons, camera, depth, header)
+        if tracked:
+            positions = self.pipeline.smooth_3d(persons, positions)
         out_header = header
         target = self.p["target_frame"]
         if target and target != header.frame_id:
@@ -547,6 +588,9 @@ class _PoseLogic:
             elif self._had_people:
                 self.pub_markers.publish(convert.delete_all(out_header))
         self._had_people = bool(persons)
+        if self.p["publish_people_cloud"]:  # also when empty: planners clear the people
+            self.pub_cloud.publish(skeleton_cloud(out_header, persons, positions, self.p["min_keypoint_score"],
+                                                  self.p["people_cloud_radius"]))
         if self.p["publish_tf"] and persons:
             self.tf.send(convert.transforms(out_header, persons, positions, bodies, self.p["tf_joints"]))
         if self.p["publish_debug_image"] and self.pub_debug.get_subscription_count() > 0:
@@ -612,7 +656,26 @@ class _PoseLogic:
             self._error(f"depth:{str(exc)[:40]}", f"depth not used, monocular 3D for this frame: {exc}")
             return None
 
-    def _positions(self, persons, camera: PinholeCamera | None, depth):
+    def _camera_to_floor(self, header):
+        """Rigid floor_frame <- image frame at the image stamp (latest as a fallback, with a
+        throttled warning), or None (no floor_frame, or no transform: ground plane unused)."""
+        floor = self.p["floor_frame"]
+        if not floor:
+            return None
+        at_ns = stamp_ns(header.stamp)
+        t = self.tf_lookup.lookup(floor, header.frame_id, at_ns, TF_WAIT_S)
+        if t is None:
+            t = self.tf_lookup.lookup(floor, header.frame_id)
+            if t is not None:
+                self.stats["tf_not_at_stamp"] += 1
+        if t is None:
+            self.stats["missing_floor_tf"] += 1
+            self._log("warning", "missing_floor_tf",
+                      f"no transform from '{header.frame_id}' to floor_frame '{floor}'; ground plane "
+                      "not used for this frame (publish the TF, or set floor_frame:='')")
+        return t
+
+    def _positions(self, persons, camera: PinholeCamera | None, depth, header=None):
         """Per person (K, 3) metres in the image's optical frame and (K,) uint8 sources; all
         NaN / SOURCE_NONE without a camera model or when the 3D step fails (throttled error,
         the 2D is kept)."""
@@ -621,9 +684,11 @@ class _PoseLogic:
         out = none
         if camera is not None:
             try:
-                out = [lift.person_positions(p, camera, depth, self.p["depth_window"],
-                                             min_depth=self.p["min_depth"], max_depth=self.p["max_depth"])
-                       for p in persons]
+                composer = Composer3D(self.p["lifting"], self.p["depth_window"], self.p["min_depth"],
+                                      self.p["max_depth"])
+                bodies = composer(persons, camera, depth,
+                                  self._camera_to_floor(header) if persons and header else None)
+                out = [(b.positions, b.sources) for b in bodies]
             except Exception as exc:  # any 3D failure keeps the 2D
                 self._error(f"3d:{type(exc).__name__}", "3D failed, 2D published with NaN positions: "
                             f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,110 @@
+"""core/dedupe.py on hand-built candidates with known answers: fragments inside a person,
+a partial second crop of one person (box IoU < 0.5 but the same skeleton), a real smaller person
+overlapping a larger one, tracked crops against fresh detections, and the cap after merging."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pose_ros.core.dedupe import containment, dedupe, is_fragment
+from pose_ros.core.metrics import layout_sigmas
+from pose_ros.core.models.blazepose import box_iou
+from pose_ros.core.skeletons import BLAZEPOSE_33
+
+SIG = layout_sigmas(BLAZEPOSE_33)
+RNG = np.random.default_rng(3)
+TEMPLATE = RNG.uniform([-50, -150], [50, 150], (33, 2))  # a 100 x 300 px person
+TEMPLATE[:23, 1] = RNG.uniform(-150, -20, 23)  # face, arms, torso above y = -20; legs below
+TEMPLATE[23:, 1] = RNG.uniform(-20, 150, 10)
+TEMPLATE[0], TEMPLATE[15], TEMPLATE[16], TEMPLATE[31] = (0, -150), (-50, -60), (50, -60), (0, 150)
+
+
+def person(cx: float, cy: float, scale: float = 1.0) -> np.ndarray:
+    return TEMPLATE * scale + (cx, cy)
+
+
+def box(kp: np.ndarray) -> np.ndarray:
+    return np.r_[kp.min(0), kp.max(0)]
+
+
+def run(kps, scores, tracked=None, limit=8):
+    tracked = tracked if tracked is not None else [False] * len(kps)
+    return dedupe(np.stack(kps), np.stack([box(k) for k in kps]), scores, tracked, SIG, limit)
+
+
+def test_box_helpers():
+    assert containment(np.array([0, 0, 10, 10.0]), np.array([5, 0, 20, 10.0])) == pytest.approx(0.5)
+    assert is_fragment(np.array([10, 10, 30, 30.0]), np.array([0, 0, 100, 100.0]))  # inside, 4 %
+    assert not is_fragment(np.array([0, 0, 60, 60.0]), np.array([0, 0, 100, 100.0]))  # 36 % area
+
+
+def test_fragment_inside_a_person_is_merged_even_when_it_scores_higher():
+    whole = person(300, 300)
+    head = person(300, 180, 0.15)  # a whole small skeleton invented on a head crop
+    assert run([head, whole], [1.0, 0.9]) == [(1, 1)]
+
+
+def test_tracked_fragment_is_replaced_by_the_whole_person_but_keeps_its_identity():
+    whole = person(300, 300)
+    frag = person(320, 250, 0.2)
+    assert run([frag, whole], [0.95, 0.9], tracked=[True, False]) == [(1, 0)]
+
+
+def test_partial_second_crop_of_one_person_is_merged_though_box_iou_is_low():
+    full = person(300, 300)
+    part = full.copy()
+    part[23:, 1] = 300 - 20 + 0.1 * (full[23:, 1] - 280)  # legs squashed to the hips (a cut-off crop)
+    iou = box_iou(box(part)[None], box(full)[None])[0, 0]
+    assert iou < 0.5  # the old IoU > 0.5 rule keeps both
+    assert run([part, full], [1.0, 1.0]) == [(1, 1)]  # the more complete skeleton wins the tie
+
+
+def test_real_smaller_person_overlapping_a_larger_one_is_kept():
+    big = person(300, 300)
+    small = person(340, 250, 0.5)  # mostly inside the big box, a different skeleton
+    assert 0.5 < containment(box(small), box(big)) < 0.85
+    assert sorted(run([big, small], [0.9, 0.8])) == [(0, 0), (1, 1)]
+
+
+def test_tracked_crop_beats_a_fresh_higher_scoring_duplicate():
+    tracked = person(300, 300)
+    fresh = person(306, 303)  # a tile detection of the same person
+    assert run([fresh, tracked], [1.0, 0.8], tracked=[False, True]) == [(1, 1)]
+
+
+def test_cap_applies_after_deduplication():
+    kps, scores = [], []
+    for cx in (150, 450, 750):  # 3 people, each found 3 times (shifted crops, fragments)
+        kps += [person(cx, 300), person(cx + 4, 302), person(cx, 200, 0.2)]
+        scores += [0.8, 0.85, 1.0]
+    got = run(kps, scores, limit=3)
+    assert len(got) == 3
+    assert sorted(int(kps[u][:, 0].mean() // 300) for u, _ in got) == [0, 1, 2]  # one each
+    assert all(scores[u] < 1.0 for u, _ in got)  # no fragment among them
+
+
+def test_joints_one_crop_cannot_see_do_not_split_a_person():
+    """Two crops of one person cut off at the hips (as skimage's astronaut): each guesses the
+    arms and legs differently, with low visibility. Compared on the joints both see, they merge."""
+    a = person(300, 300)
+    b = a.copy()
+    b[13:] += RNG.uniform(-150, 150, (20, 2))  # arms and legs guessed elsewhere
+    vis = np.ones((2, 33))
+    vis[:, 13:] = 0.2
+    boxes = np.stack([np.array([250, 150, 350, 450.0])] * 2)  # the same (clipped) box
+    assert len(dedupe(np.stack([a, b]), boxes, [1.0, 0.9], [False, False], SIG, 8)) == 2
+    assert dedupe(np.stack([a, b]), boxes, [1.0, 0.9], [False, False], SIG, 8, vis) == [(0, 0)]
+
+
+def test_two_skeletons_sharing_one_face_are_one_person():
+    """A crop hanging off the image around someone's head gives a distorted second skeleton
+    whose face sits on the real one (seen on skimage's astronaut): merged by the nose."""
+    real = person(300, 300)
+    ghost = real[0] + (TEMPLATE - TEMPLATE[0]) * [0.8, -0.6] + (5, 8)  # flipped, squashed, same face
+    vis = np.ones((2, 33))
+    kps = np.stack([real, ghost])
+    boxes = np.stack([box(real), box(ghost)])
+    assert len(dedupe(kps, boxes, [1.0, 1.0], [False, False], SIG, 8)) == 2  # not by OKS or boxes
+    assert dedupe(kps, boxes, [1.0, 0.99], [False, False], SIG, 8, vis) == [(0, 0)]
+    vis[1, 0] = 0.1  # the ghost's nose unseen: no evidence
+    assert len(dedupe(kps, boxes, [1.0, 0.99], [False, False], SIG, 8, vis)) == 2
