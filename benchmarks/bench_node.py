@@ -101,7 +101,9 @@ def prebuilt(w: int, h: int, k: int) -> list[tuple[Image, CameraInfo]]:
 
 
 def core_latency(w: int, h: int, n: int = 100) -> float:
-    pipe = PosePipeline(PipelineConfig(backend="onnxruntime"))
+    from bench_pipeline import node_detector_defaults
+
+    pipe = PosePipeline(PipelineConfig(backend="onnxruntime", **node_detector_defaults()))
     frames = [frame(w, h, shift=(i % 20) - 10) for i in range(n + 5)]
     ms = []
     for f in frames:

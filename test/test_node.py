@@ -146,7 +146,10 @@ def harness(models):
 
 @pytest.fixture(scope="module")
 def reference(models):
-    return PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True))(photo("astronaut"))
+    # the core pipeline with the node's own defaults for the detector (PARAMS, config/pose.yaml)
+    node_defaults = {p.name: p.default for p in PARAMS if p.name in ("detector_tiles", "detector_pyramid")}
+    return PosePipeline(PipelineConfig(backend="onnxruntime", static_image_mode=True,
+                                       **node_defaults))(photo("astronaut"))
 
 
 def fresh_skeletons(h: Harness, **send_kwargs) -> SkeletonArray:

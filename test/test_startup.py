@@ -7,6 +7,7 @@ benchmarks/bench_startup.py, `make bench`).
 """
 from __future__ import annotations
 
+import os
 import pstats
 import shutil
 import subprocess
@@ -169,3 +170,15 @@ def test_cpu_threads_follow_the_affinity_mask():
     assert r.returncode == 0, r.stderr[-2000:]
     threads, cores = map(int, r.stdout.split())
     assert threads == 1 and cores >= 1
+
+
+def test_openmp_threads_wait_passively_unless_the_user_says_otherwise():
+    """torch's OpenMP threads must not spin on a shared CPU: pose_ros.core sets
+    OMP_WAIT_POLICY=PASSIVE before torch can be imported; an explicit user setting wins."""
+    code = "import os, pose_ros.core; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"

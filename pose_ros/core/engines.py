@@ -85,11 +85,7 @@ class TorchEngine(Engine):
     name = "torch"
 
     def __init__(self, module: torch.nn.Module, device: str = "cpu", half: bool | None = None):
-        # OpenMP's default ACTIVE wait policy spins between ops: on a CPU shared with other
-        # nodes that collapsed the torch backend (landmarks 23 ms -> 442 ms with one busy core,
-        # measured here). PASSIVE takes effect only if set before torch is first imported.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        import torch
+        import torch  # OMP_WAIT_POLICY=PASSIVE is set by pose_ros.core (shared robot CPU)
 
         self._torch = torch
         self.device = resolve_device(device)

@@ -92,8 +92,9 @@ PARAMS: tuple[Param, ...] = (
     Param("min_keypoint_score", 0.5, "joints below this visibility are not drawn in markers", range=(0.0, 1.0)),
     Param("static_image_mode", False, "run the detector on every frame (no tracking)"),
     Param("detect_every", 15, "while tracking, re-run the detector every N frames for newcomers", range=(1, 300)),
-    Param("detector_tiles", 3, "0: detect on the whole image (MediaPipe); 2-4: also on an NxN grid of "
-          "overlapping tiles, in the same batch (small / many people)", range=(0, 4)),
+    Param("detector_tiles", 0, "0: detect on the whole image (MediaPipe; cheap, the real-time default); 2-4: "
+          "also on an NxN grid of overlapping tiles, in the same batch (small / many people; crowded-scene "
+          "profile: 3 + detector_pyramid, ~15x the detector cost on detection frames)", range=(0, 4)),
     Param("detector_pyramid", True, "with detector_tiles N: also the coarser grids 2x2 .. (N-1)x(N-1) "
           "(best COCO AP; more detector inputs on detection frames)"),
     Param("track_min_hits", 1, "frames a new person must be seen before it gets an id and is published",
