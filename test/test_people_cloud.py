@@ -78,9 +78,9 @@ def test_pose_node_publishes_capsules_on_the_photo(models):
     point `people_cloud_radius` from a limb of the skeleton published for the same image, and
     every drawn limb covered."""
     from sensor_msgs.msg import PointCloud2
+    from test_node import FRAME, Harness
 
     from pose_ros.ros.qos import RESULT_QOS
-    from test_node import FRAME, Harness
 
     h = Harness(people_cloud_radius=0.06)
     clouds: list = []
@@ -107,7 +107,7 @@ def test_pose_node_publishes_capsules_on_the_photo(models):
         D = np.stack([seg_dist(pts, P[a], P[b]) for a, b in usable], 1)  # N x limbs
         on_some = (np.abs(D - 0.06) < 2e-4).any(1)  # float32 storage
         assert on_some.all(), (~on_some).sum()
-        for j, (a, b) in enumerate(usable):
+        for j, (a, _b) in enumerate(usable):
             assert (np.abs(D[:, j] - 0.06) < 2e-4).sum() >= 12, BLAZEPOSE_33.names[a]
     finally:
         h.close()
