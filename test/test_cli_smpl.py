@@ -63,7 +63,7 @@ def test_infer_smpl_writes_params_and_meshes(tmp_path, models):
     cv2.imwrite(str(img), cv2.cvtColor(photo("astronaut"), cv2.COLOR_RGB2BGR))
     out = tmp_path / "out"
     rc = main(["infer", str(img), "--smpl", "--json", str(tmp_path / "r.json"), "--out", str(out),
-               "--static", "--backend", "onnxruntime", "--quiet", "--no-draw"])
+               "--static", "--backend", "onnxruntime", "--quiet", "--no-draw", "--detector-tiles", "0"])
     assert rc == 0
     (frame,) = json.loads((tmp_path / "r.json").read_text())
     (person,) = frame["persons"]
@@ -93,7 +93,7 @@ def test_infer_smpl_writes_params_and_meshes(tmp_path, models):
     assert np.ptp(v[:, 1]) > 1.2  # a whole upright body (built-in: ~1.7 m tall), y down the image
     # PLY too
     rc = main(["infer", str(img), "--smpl", "--mesh-format", "ply", "--out", str(out), "--static",
-               "--backend", "onnxruntime", "--quiet", "--no-draw"])
+               "--backend", "onnxruntime", "--quiet", "--no-draw", "--detector-tiles", "0"])
     assert rc == 0
     (ply,) = out.glob("*.ply")
     pv, pf = read_ply(ply)

@@ -162,11 +162,24 @@ def test_superseded_frames_are_dropped_not_bad(h):
     newer frame replaces while the worker waits for it is dropped, not reported as missing its
     CameraInfo."""
     node = h.node
+    # the late CameraInfo of the newer frame may take more than the default 50 ms to arrive on a
+    # loaded 2-core machine; that would be a (correct) "no CameraInfo" error, not what this tests
+    node.set_parameters([Parameter("sync_tolerance", value=0.15)])
+    try:
+        _superseded(h, node)
+    finally:
+        node.set_parameters([Parameter("sync_tolerance", value=0.05)])
+
+
+def _superseded(h, node):
     fresh_skeletons(h)
     since, bad = h.count("log"), node.stats["bad_frames"]
     dropped, received, processed = (node.stats[k] for k in ("dropped", "received", "processed"))
-    for _ in range(8):
+    for _ in range(20):  # best-effort input: under load an image can be lost; retry until 8 drops
+        if node.stats["dropped"] - dropped >= 8:
+            break
         assert h.until(lambda: not node._busy and node._pending is None, timeout=20)
+        time.sleep(0.4)  # older CameraInfos fall outside sync_tolerance (0.15 s)
         a, b = now_stamp(h), stamp_from_ns(h.client.get_clock().now().nanoseconds + 1_000_000)
         h.pub_image.publish(rgb_to_image(RGB, Header(stamp=a, frame_id=FRAME)))
         time.sleep(0.015)  # the worker now waits for a's CameraInfo
@@ -174,7 +187,7 @@ def test_superseded_frames_are_dropped_not_bad(h):
         time.sleep(0.005)
         for s in (a, b):
             h.pub_info.publish(info_for(512, 512, Header(stamp=s, frame_id=FRAME)))
-        assert h.until(lambda p=node.stats["processed"]: node.stats["processed"] > p, timeout=10)
+        h.until(lambda p=node.stats["processed"]: node.stats["processed"] > p, timeout=10)
     assert h.until(lambda: not node._busy and node._pending is None, timeout=20)
     time.sleep(0.3)
     assert node.stats["bad_frames"] == bad, errors_since(h, since)

@@ -249,6 +249,6 @@ def test_every_runtime_package_is_pinned_for_the_bare_machine():
     def names(lines):
         return {pip_plan.canonicalize_name(pip_plan.Requirement(x).name) for x in lines}
     assert names(_lines("distro.txt")) == names(_lines("core.txt"))
-    assert names(_lines("torch.txt")) == {"torch"}
+    assert names(_lines("torch.txt")) == {"torch", "smplx"}  # smplx: the SMPL parity reference, needs torch
     # pip-only packages (no apt rosdep key) come from distro.txt for distro users
     assert {"onnxruntime", "onnx", "tflite"} <= names(_lines("distro.txt"))

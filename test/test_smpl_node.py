@@ -86,14 +86,14 @@ def decode_xyz(cloud: PointCloud2) -> np.ndarray:
 class Rig:
     """SmplNode + a client in one context, spun by a background executor."""
 
-    def __init__(self, **params):
+    def __init__(self, namespace: str = "/", **params):
         base = {"log_throttle": 0.0}
         base.update(params)
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
-        self.node = SmplNode(context=self.ctx,
+        self.node = SmplNode(context=self.ctx, namespace=namespace,
                              parameter_overrides=[Parameter(k, value=v) for k, v in base.items()])
-        c = self.client = rclpy.create_node("smpl_test_client", context=self.ctx)
+        c = self.client = rclpy.create_node("smpl_test_client", context=self.ctx, namespace=namespace)
         self.lock = threading.Lock()
         self.got: dict[str, list] = {k: [] for k in ("smpl", "markers", "cloud", "tf", "log")}
         c.create_subscription(SmplBodyArray, "smpl", self._keep("smpl"), RESULT_QOS)
@@ -249,7 +249,8 @@ def test_bad_input_logged_and_node_keeps_working(rig):
 
 
 def test_full_mesh_without_decimation():
-    r = Rig(mesh_decimation=1, publish_tf=False, publish_people_cloud=False)
+    # own namespace: the module's rig (mesh_decimation 4) is alive and listens on /skeletons
+    r = Rig("/full", mesh_decimation=1, publish_tf=False, publish_people_cloud=False)
     try:
         _, joints = known_body()
         h = r.header()
