@@ -646,3 +646,34 @@ def cv2_border():
     import cv2
 
     return cv2.BORDER_CONSTANT
+
+
+def test_trained_train_demo_checkpoint_runs_through_a_spec(tmp_path):
+    """Issue 11 item 4: a *trained* `train-demo` OpenPose net (short seeded training; the
+    checkpoint saved, reloaded, exported to ONNX) runs through an openpose_paf spec with the
+    layout's default PAF channel order (what train-demo writes), and the people it finds
+    through the spec are where the synthetic figures were drawn."""
+    pytest.importorskip("torch")
+    from pose_ros.core.synth import render_scene
+    from pose_ros.core.train_demo import default_config, export_onnx, load_checkpoint, save_checkpoint, train
+
+    res = train(default_config("openpose", steps=150, val_size=16))
+    assert res.trained["pck"] > res.untrained["pck"]  # it learned something
+    net, c = load_checkpoint(save_checkpoint(res, tmp_path / "op.pt"))
+    export_onnx(net.eval(), c, tmp_path / "op.onnx")
+    spec = write_spec(tmp_path / "op.yaml", {
+        "family": "openpose_paf", "model": "op.onnx", "keypoints": "openpose_18",
+        "input": {"width": c.input_size, "height": c.input_size, "scale": 255.0, "mean": 0.5, "std": 1.0},
+        "outputs": {"heatmaps": "heatmaps", "pafs": "pafs"}})
+    rng = np.random.default_rng(7)
+    hits = total = 0
+    for _ in range(8):
+        scene = render_scene(rng, OPENPOSE_18, (c.input_size, c.input_size), n_people=(1, 1))
+        found = SpecPipeline(spec, cfg(max_persons=3))(scene.image)
+        total += 1
+        if found:
+            gt = scene.keypoints[0]
+            ok = np.isfinite(found[0].keypoints).all(1) & scene.visible[0]
+            err = np.linalg.norm(found[0].keypoints[ok] - gt[ok], axis=1)
+            hits += bool(ok.sum() >= 6 and np.median(err) < 0.2 * c.input_size)
+    assert hits >= total // 2, (hits, total)

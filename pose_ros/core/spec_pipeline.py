@@ -140,7 +140,7 @@ def _layout_from(src, kp, base: Path) -> tuple[Layout, tuple | None]:
         raise _err(src, f"keypoints: unknown key(s) {sorted(unknown)}; known: layout, names, limbs, "
                    "paf_channels, topology, name")
     paf = kp.get("paf_channels")
-    if paf == "sequential":  # limb l in channels (2l, 2l + 1), e.g. pose-ros train-demo's exports
+    if paf == "sequential":  # limb l in channels (2l, 2l + 1) (train-demo exports use the layout default)
         paf = None
         sequential = True
     else:
