@@ -142,6 +142,8 @@ class SmplNode(Node):
         try:
             self._process(msg)
         except Exception as exc:  # one bad message never stops the node
+            if not self.context.ok():
+                return  # shutting down (SIGINT / SIGTERM): publishers are gone
             self.stats["errors"] += 1
             self._log(f"{type(exc).__name__}:{str(exc)[:60]}", f"smpl_node: skipping skeletons: "
                       f"{type(exc).__name__}: {exc}")
