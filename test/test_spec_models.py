@@ -245,18 +245,25 @@ def test_yolo_pose_letterbox_threshold_and_nms(tmp_path):
     np.testing.assert_allclose(people[0].visibility, 0.9, atol=1e-6)
 
 
-def test_topdown_heatmap_blazepose_detector_astronaut(tmp_path, models):
-    """BlazePose detector on a real photo -> rotated crop -> dot heatmaps -> back to the image:
-    the decoded joints sit on the dots drawn in the photo."""
-    img = photo("astronaut")
+def topdown_dot_scene(tmp: Path):
+    """The astronaut photo with a red dot (joints 0-7) and a blue dot (joints 8-16) drawn in,
+    and a topdown_heatmap spec whose model lights them up: (image, red xy, blue xy, spec)."""
+    img = photo("astronaut").copy()
     red, blue = (250.0, 190.0), (330.0, 300.0)
     draw_dot(img, red, (255, 0, 0), 25)
     draw_dot(img, blue, (0, 0, 255), 25)
-    dot_model(tmp_path / "td.onnx", 256, 192, 17, "topdown_heatmap", stride=2)
-    spec = write_spec(tmp_path / "td.yaml", {
+    dot_model(tmp / "td.onnx", 256, 192, 17, "topdown_heatmap", stride=2)
+    spec = write_spec(tmp / "td.yaml", {
         "family": "topdown_heatmap", "model": "td.onnx", "keypoints": "coco_17",
         "input": {"width": 192, "height": 256}, "outputs": {"heatmaps": "heatmaps"},
         "decoder": {"refine": "log_parabola"}})
+    return img, red, blue, spec
+
+
+def test_topdown_heatmap_blazepose_detector_astronaut(tmp_path, models):
+    """BlazePose detector on a real photo -> rotated crop -> dot heatmaps -> back to the image:
+    the decoded joints sit on the dots drawn in the photo."""
+    img, red, blue, spec = topdown_dot_scene(tmp_path)
     pipe = make_pipeline(cfg(model_spec=str(spec), max_persons=1))
     assert isinstance(pipe, SpecPipeline) and "detector" in pipe.backend_summary
     people = pipe(img)

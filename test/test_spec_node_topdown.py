@@ -6,9 +6,7 @@ were drawn (not what the code under test computes)."""
 from __future__ import annotations
 
 import numpy as np
-from test_spec_models import COCO_17, dot_model, draw_dot, figure, write_spec, yolo_spec
-
-from conftest import photo
+from test_spec_models import COCO_17, dot_model, draw_dot, figure, topdown_dot_scene, write_spec, yolo_spec
 
 
 def _skeletons_through_node(spec, image: np.ndarray, n_people: int):
@@ -33,15 +31,7 @@ def _xy(sk) -> np.ndarray:
 
 
 def test_topdown_heatmap_family_through_pose_node(tmp_path, models):
-    img = photo("astronaut").copy()
-    red, blue = (250.0, 190.0), (330.0, 300.0)
-    draw_dot(img, red, (255, 0, 0), 25)
-    draw_dot(img, blue, (0, 0, 255), 25)
-    dot_model(tmp_path / "td.onnx", 256, 192, 17, "topdown_heatmap", stride=2)
-    spec = write_spec(tmp_path / "td.yaml", {
-        "family": "topdown_heatmap", "model": "td.onnx", "keypoints": "coco_17",
-        "input": {"width": 192, "height": 256}, "outputs": {"heatmaps": "heatmaps"},
-        "decoder": {"refine": "log_parabola"}})
+    img, red, blue, spec = topdown_dot_scene(tmp_path)
     msg = _skeletons_through_node(spec, img, 1)
     sk = msg.skeletons[0]
     assert sk.layout == "coco_17" and [k.name for k in sk.keypoints] == list(COCO_17.names)

@@ -554,17 +554,13 @@ class _PoseLogic:
         target = self.p["target_frame"]
         if target and target != header.frame_id:
             # at the image stamp (a short wait for /tf to catch up), else the latest transform
-            at_ns = stamp_ns(header.stamp)
-            to_target = self.tf_lookup.lookup(target, header.frame_id, at_ns, TF_WAIT_S)
-            if to_target is None:
-                to_target = self.tf_lookup.lookup(target, header.frame_id)
-                if to_target is not None:
-                    self.stats["tf_not_at_stamp"] += 1
-                    self._log(
-                        "warning", "tf_not_at_stamp",
-                        f"no transform '{target}' <- '{header.frame_id}' at the image stamp "
-                        f"{at_ns * 1e-9:.3f} s (waited {TF_WAIT_S * 1e3:.0f} ms); using the latest "
-                        "one (check clocks and that /tf is published at the camera rate)")
+            to_target, at_stamp = self._lookup_at_stamp(target, header)
+            if to_target is not None and not at_stamp:
+                self._log(
+                    "warning", "tf_not_at_stamp",
+                    f"no transform '{target}' <- '{header.frame_id}' at the image stamp "
+                    f"{stamp_ns(header.stamp) * 1e-9:.3f} s (waited {TF_WAIT_S * 1e3:.0f} ms); using the "
+                    "latest one (check clocks and that /tf is published at the camera rate)")
             if to_target is None:
                 self._log("warning", "missing_tf",
                           f"no transform from '{header.frame_id}' to target_frame '{target}'; "
@@ -657,18 +653,24 @@ class _PoseLogic:
             self._error(f"depth:{str(exc)[:40]}", f"depth not used, monocular 3D for this frame: {exc}")
             return None
 
+    def _lookup_at_stamp(self, target: str, header):
+        """(target <- header.frame_id, True) at the image stamp after a short wait for /tf, else
+        (the latest transform, False) counted in stats["tf_not_at_stamp"], else (None, False)."""
+        t = self.tf_lookup.lookup(target, header.frame_id, stamp_ns(header.stamp), TF_WAIT_S)
+        if t is not None:
+            return t, True
+        t = self.tf_lookup.lookup(target, header.frame_id)
+        if t is not None:
+            self.stats["tf_not_at_stamp"] += 1
+        return t, False
+
     def _camera_to_floor(self, header):
         """Rigid floor_frame <- image frame at the image stamp (latest as a fallback, with a
         throttled warning), or None (no floor_frame, or no transform: ground plane unused)."""
         floor = self.p["floor_frame"]
         if not floor:
             return None
-        at_ns = stamp_ns(header.stamp)
-        t = self.tf_lookup.lookup(floor, header.frame_id, at_ns, TF_WAIT_S)
-        if t is None:
-            t = self.tf_lookup.lookup(floor, header.frame_id)
-            if t is not None:
-                self.stats["tf_not_at_stamp"] += 1
+        t, _ = self._lookup_at_stamp(floor, header)
         if t is None:
             self.stats["missing_floor_tf"] += 1
             self._log("warning", "missing_floor_tf",
