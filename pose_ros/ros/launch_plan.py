@@ -240,3 +240,102 @@ def package_available(name: str) -> bool:
     except (PackageNotFoundError, ValueError, LookupError):
         return False
     return True
+
+
+# -- launch/multiview.launch.py: N cameras -> multiview_node ----------------------------------
+MULTIVIEW_ARGS: tuple[LaunchArg, ...] = (
+    LaunchArg("cameras", "cam_a,cam_b,cam_c", "comma-separated camera namespaces (at least 2): camera "
+              "<c>'s pose_node publishes /<c>/skeletons, which multiview_node fuses"),
+    LaunchArg("image", "/{camera}/color/image_raw", "image topic of each camera, {camera} = its namespace; "
+              "its sibling <image namespace>/camera_info is the CameraInfo pose_node and multiview_node read"),
+    LaunchArg("world_frame", "world", "TF frame of the fused skeletons, markers and body frames (TF "
+              "must connect it to every camera's optical frame)"),
+    LaunchArg("start_pose_nodes", "true", "also start one pose_node per camera in its namespace (false: "
+              "they run elsewhere, e.g. one per camera computer with pose.launch.py namespace:=<c>)", "bool"),
+    LaunchArg("params_file", "", "pose_node parameter file (empty: the package's config/pose.yaml)"),
+    LaunchArg("multiview_params_file", "", "multiview_node parameter file (empty: the package's "
+              "config/multiview.yaml)"),
+    LaunchArg("backend", "", "override params_file for every pose_node (empty: keep params_file's)"),
+    LaunchArg("device", "", "override params_file for every pose_node (empty: keep params_file's)"),
+    LaunchArg("rviz", "false", "start RViz with rviz/multiview.rviz, fixed frame world_frame (needs rviz2)",
+              "bool"),
+)
+MULTIVIEW_ARG_DEFAULTS: dict[str, str] = {a.name: a.default for a in MULTIVIEW_ARGS}
+
+
+def parse_cameras(value: str) -> list[str]:
+    """``cam_a, /cam_b/ ,cam_c`` -> ``['cam_a', 'cam_b', 'cam_c']``: namespaces without slashes,
+    in order; LaunchPlanError for fewer than 2, a duplicate or an invalid name."""
+    cams = [c.strip().strip("/") for c in value.split(",") if c.strip().strip("/")]
+    for c in cams:
+        check_topic("cameras", c)
+    if len(cams) < 2:
+        raise LaunchPlanError(f"cameras:={value!r} names {len(cams)} camera(s); multi-view fusion needs at "
+                              "least 2, e.g. cameras:=cam_a,cam_b,cam_c")
+    dup = sorted({c for c in cams if cams.count(c) > 1})
+    if dup:
+        raise LaunchPlanError(f"cameras:={value!r} lists {dup} twice; each camera needs its own namespace")
+    return cams
+
+
+def plan_multiview(args: dict[str, str], params_file_default: str = "", rviz_config: str = "",
+                   package_available: Callable[[str], bool] | None = None,
+                   multiview_params_default: str = "") -> list[NodePlan]:
+    """The nodes ``multiview.launch.py`` starts: with ``start_pose_nodes`` one pose_node per
+    camera (namespace ``/<camera>``, image ``image`` with ``{camera}`` filled in, its sibling
+    camera_info), then one ``multiview_node`` (root namespace) with parameters ``cameras``,
+    ``camera_info_topic`` (the sibling of ``image``, ``{camera}`` kept) and ``world_frame``.
+
+    Args: ``args`` as for :func:`plan` (names of :data:`MULTIVIEW_ARGS`);
+    ``params_file_default``: config/pose.yaml (pose_nodes' parameters when ``params_file`` is empty);
+    ``rviz_config``, ``package_available``: as for :func:`plan` (``rviz:=true`` adds rviz2 with
+    ``-d rviz_config -f world_frame``); ``multiview_params_default``: config/multiview.yaml (used
+    when ``multiview_params_file`` is empty).
+    """
+    unknown = set(args) - set(MULTIVIEW_ARG_DEFAULTS)
+    if unknown:
+        raise LaunchPlanError(f"unknown launch arguments {sorted(unknown)}; known: "
+                              f"{sorted(MULTIVIEW_ARG_DEFAULTS)}")
+    a = {**MULTIVIEW_ARG_DEFAULTS, **{k: ("" if v is None else str(v)) for k, v in args.items()}}
+    cams = parse_cameras(a["cameras"])
+    start = parse_bool("start_pose_nodes", a["start_pose_nodes"])
+    rviz = parse_bool("rviz", a["rviz"])
+    if rviz and not (package_available is not None and package_available("rviz2")):
+        raise LaunchPlanError("rviz:=true but rviz2 is not installed (it is optional for pose_ros): "
+                              "install it (e.g. apt install ros-$ROS_DISTRO-rviz2) or drop rviz:=true")
+    world = a["world_frame"].strip().lstrip("/")
+    if not world:
+        raise LaunchPlanError("world_frame:= is empty; name the fixed frame the cameras' TF hangs from "
+                              "(e.g. world, map, base_link)")
+    template = a["image"].strip()
+    if "{camera}" not in template:
+        raise LaunchPlanError(f"image:={template!r} has no {{camera}}: every camera would read the same "
+                              "topic; e.g. image:=/{camera}/color/image_raw")
+    images = [check_topic("image", template.replace("{camera}", c)) for c in cams]
+    for c, img in zip(cams, images, strict=True):
+        if img.endswith("/compressed"):
+            raise LaunchPlanError(f"image:={template} gives the transport topic {img} for {c}; give the "
+                                  "base image topic")
+    infos = [sibling_camera_info(img) for img in images]
+    if not all(i.startswith("/") for i in infos):
+        raise LaunchPlanError(f"image:={template!r} is relative; give an absolute topic (e.g. "
+                              "/{camera}/color/image_raw) so multiview_node finds each camera_info")
+    nodes: list[NodePlan] = []
+    if start:
+        overrides: dict[str, object] = {"use_compressed": False, "use_depth": False}
+        for key in ("backend", "device"):
+            if a[key].strip():
+                overrides[key] = a[key].strip()
+        params_file = a["params_file"].strip() or params_file_default
+        parameters = tuple(p for p in (params_file, overrides) if p)
+        for c, img, info in zip(cams, images, infos, strict=True):
+            nodes.append(NodePlan(PACKAGE, "pose_node", NODE_NAME, "/" + c, False,
+                                  (("image", img), ("camera_info", info)), parameters))
+    mv = {"cameras": cams, "camera_info_topic": sibling_camera_info(template), "world_frame": world}
+    mv_file = a["multiview_params_file"].strip() or multiview_params_default
+    nodes.append(NodePlan(PACKAGE, "multiview_node", "multiview_node", "", False, (),
+                          tuple(p for p in (mv_file, mv) if p)))
+    if rviz:
+        nodes.append(NodePlan("rviz2", "rviz2", "rviz2", "", False, (), (),
+                              (("-d", rviz_config) if rviz_config else ()) + ("-f", world)))
+    return nodes
