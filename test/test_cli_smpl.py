@@ -101,6 +101,23 @@ def test_infer_smpl_writes_params_and_meshes(tmp_path, models):
     assert np.allclose(pv, v, atol=2e-6)  # same fit, same photo
 
 
+def test_smpl_model_option_loads_that_file(tmp_path, models):
+    from test_smpl_node import body_file_with_extra_vertices
+
+    model = tmp_path / "my_model.npz"
+    n_verts = body_file_with_extra_vertices(model)
+    img = tmp_path / "astronaut.png"
+    cv2.imwrite(str(img), cv2.cvtColor(photo("astronaut"), cv2.COLOR_RGB2BGR))
+    rc = main(["infer", str(img), "--smpl", "--smpl-model", str(model), "--json", str(tmp_path / "r.json"),
+               "--out", str(tmp_path / "out"), "--static", "--backend", "onnxruntime", "--quiet", "--no-draw",
+               "--detector-tiles", "0"])
+    assert rc == 0
+    s = json.loads((tmp_path / "r.json").read_text())[0]["persons"][0]["smpl"]
+    assert s["model"] == str(model) and s["fit_error_m"] < 0.08
+    v, f = read_obj(s["mesh"])
+    assert v.shape == (n_verts, 3) == (4467, 3) and f.shape == (8833, 3)
+
+
 def test_missing_smpl_model_is_a_clear_error(tmp_path, capsys, models):
     img = tmp_path / "a.png"
     cv2.imwrite(str(img), cv2.cvtColor(photo("astronaut"), cv2.COLOR_RGB2BGR))

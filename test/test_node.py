@@ -4,6 +4,7 @@ debug image on demand, parameters, target_frame, and every bad-input case (a cle
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 import threading
@@ -378,9 +379,9 @@ def test_rviz_config_lists_outputs():
     displays = cfg["Visualization Manager"]["Displays"]
     classes = {d["Class"] for d in displays}
     assert {"rviz_default_plugins/MarkerArray", "rviz_default_plugins/TF",
-            "rviz_default_plugins/Image"} <= classes
+            "rviz_default_plugins/Image", "rviz_default_plugins/PointCloud2"} <= classes
     topics = {d.get("Topic", {}).get("Value") for d in displays}
-    assert {"/markers", "/debug_image"} <= topics
+    assert {"/markers", "/debug_image", "/smpl_markers", "/people_cloud"} <= topics  # smpl:=true outputs
     assert cfg["Visualization Manager"]["Global Options"]["Fixed Frame"] == FRAME
 
 
@@ -389,12 +390,14 @@ def test_demo_command(tmp_path, models):
                         str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=str(ROOT / "test"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "people in the last frame: 1" in r.stdout
+    plotted = re.search(r"mesh triangles plotted: (\d+)", r.stdout)  # smpl_node's mesh in the 3D plot
+    assert plotted and int(plotted.group(1)) > 1000, r.stdout[-2000:]
     for f in ("demo.mcap", "demo_annotated.png", "demo_skeleton3d.png"):
         assert (tmp_path / f).stat().st_size > 1000, f
     from mcap_ros2.reader import read_ros2_messages
 
     topics = {m.channel.topic for m in read_ros2_messages(str(tmp_path / "demo.mcap"))}
-    assert {"/skeletons", "/markers", "/tf", "/image", "/camera_info"} <= topics
+    assert {"/skeletons", "/markers", "/tf", "/image", "/camera_info", "/smpl", "/smpl_markers"} <= topics
 
 
 def test_lifecycle_node_transitions(models):

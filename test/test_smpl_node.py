@@ -179,6 +179,11 @@ def test_outputs_land_on_the_known_body(rig):
     assert 0.8 * BUILTIN_FACES / 4 <= len(tri) <= 1.2 * BUILTIN_FACES / 4, len(tri)
     area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
     assert (area > 1e-8).all()  # no degenerate triangle
+    # each triangle stays within one body part: no edge bridges two capsules (the decimated
+    # built-in mesh's longest edge is 0.16 m at rest; a triangle of wrongly indexed vertices
+    # spans parts, e.g. 0.30 m with the face indices off by one)
+    edges = np.linalg.norm(tri - np.roll(tri, 1, axis=1), axis=2)
+    assert edges.max() < 0.2, edges.max()
     d_mesh, _ = cKDTree(verts).query(tri.reshape(-1, 3))
     assert np.median(d_mesh) < 0.02 and d_mesh.max() < 0.08, (np.median(d_mesh), d_mesh.max())
     # people_cloud: standard layout, every vertex of the body, on the known mesh
@@ -248,6 +253,42 @@ def test_bad_input_logged_and_node_keeps_working(rig):
     assert rig.wait_for(h, ("smpl",))["smpl"].bodies[0].fit_error < 0.02
 
 
+def test_unseen_legs_are_straight_under_the_body(rig):
+    """BlazePose's visibility is low below the hips (legs out of the picture): those keypoints
+    (score 0.1 < min_keypoint_score, positions garbage) are ignored and the pose prior straightens
+    the legs under the hips, also from a warm start with a bent knee -- the knee / ankle frames
+    hang ~0.4 / ~0.8 m below the hip along the body frame's -z (REP-155, z up the spine)."""
+    _, joints = known_body()  # right knee bent 0.6 rad, left hip -0.4 rad
+    h = rig.header()
+    rig.pub.publish(skeleton_msg(joints, 21, h))  # legs seen: the warm start has them bent
+    first = np.array(rig.wait_for(h, ("smpl",))["smpl"].bodies[0].pose).reshape(24, 3)
+    assert abs(first[J["right_knee"], 0] - 0.6) < 0.1
+    h = rig.header()
+    msg = skeleton_msg(joints, 21, h)
+    rng = np.random.default_rng(1)
+    for kp in msg.skeletons[0].keypoints:
+        if kp.name.split("_", 1)[-1] in ("knee", "ankle", "heel", "foot_index"):
+            kp.score = 0.1
+            kp.position.x, kp.position.y, kp.position.z = (float(v) for v in rng.normal(0, 1, 3) + [0, 0, 3])
+    rig.pub.publish(msg)
+    got = rig.wait_for(h, ("smpl", "tf"))
+    (body,) = got["smpl"].bodies
+    assert body.fit_error < 0.02  # over the seen joints only
+    pose = np.array(body.pose).reshape(24, 3)
+    for n in ("left_hip", "right_hip", "left_knee", "right_knee"):
+        assert np.linalg.norm(pose[J[n]]) < 0.05, (n, pose[J[n]])
+    tfs = {t.child_frame_id: t for t in got["tf"].transforms}
+
+    def at(name):  # joint position in body_21 (x forward, y left, z up)
+        tr = tfs[f"smpl_{name}_21"].transform.translation
+        return np.array([tr.x, tr.y, tr.z])
+
+    for s in ("left", "right"):
+        hip, knee, ankle = at(f"{s}_hip"), at(f"{s}_knee"), at(f"{s}_ankle")
+        assert 0.3 < hip[2] - knee[2] < 0.45 and 0.7 < hip[2] - ankle[2] < 0.85, (s, hip, knee, ankle)
+        assert np.linalg.norm((ankle - hip)[:2]) < 0.12, s  # straight down, not forwards / sideways
+
+
 def test_full_mesh_without_decimation():
     # own namespace: the module's rig (mesh_decimation 4) is alive and listens on /skeletons
     r = Rig("/full", mesh_decimation=1, publish_tf=False, publish_people_cloud=False)
@@ -260,6 +301,41 @@ def test_full_mesh_without_decimation():
         time.sleep(0.3)
         with r.lock:
             assert not r.got["cloud"] and not r.got["tf"]
+    finally:
+        r.close()
+
+
+def body_file_with_extra_vertices(path, extra: int = 3):
+    """A model file in the official layout (.npz): the built-in body plus ``extra`` vertices and
+    one triangle riding on the pelvis (no effect on joints or the fit), so its vertex count
+    (4464 + extra) tells which model a node or the CLI actually loaded."""
+    from pose_ros.core.smpl import builtin_body
+
+    d = builtin_body().to_dict()
+    V = d["v_template"].shape[0]
+    d["v_template"] = np.vstack([d["v_template"], [[0.0, -0.2, 0.15], [0.02, -0.2, 0.15], [0.0, -0.18, 0.15]][:extra]])
+    d["shapedirs"] = np.concatenate([d["shapedirs"], np.zeros((extra, 3, 10))])
+    d["posedirs"] = np.concatenate([d["posedirs"], np.zeros((extra, 3, 207))])
+    d["J_regressor"] = np.hstack([d["J_regressor"], np.zeros((24, extra))])
+    w = np.zeros((extra, 24))
+    w[:, 0] = 1.0
+    d["weights"] = np.vstack([d["weights"], w])
+    d["f"] = np.vstack([d["f"], [[V, V + 1, V + 2]]]).astype(np.uint32)
+    np.savez(path, **d)
+    return V + extra
+
+
+def test_model_path_parameter_loads_that_file(tmp_path):
+    n_verts = body_file_with_extra_vertices(tmp_path / "SMPL_MALE.npz")
+    # a folder + gender, as an official download is laid out
+    r = Rig("/file", model_path=str(tmp_path), gender="male", publish_mesh=False, publish_tf=False)
+    try:
+        _, joints = known_body()
+        h = r.header()
+        r.pub.publish(skeleton_msg(joints, 4, h))
+        got = r.wait_for(h, ("smpl", "cloud"))
+        assert got["smpl"].bodies[0].fit_error < 0.02
+        assert got["cloud"].width == n_verts == BUILTIN_VERTS + 3  # the file's mesh, not the built-in one
     finally:
         r.close()
 
@@ -285,6 +361,8 @@ def test_pose_node_to_smpl_node_on_a_photo(models):
     h.client.create_subscription(SmplBodyArray, "smpl", got.append, RESULT_QOS)
     meshes: list = []
     h.client.create_subscription(MarkerArray, "smpl_markers", meshes.append, RESULT_QOS)
+    clouds: list = []
+    h.client.create_subscription(PointCloud2, "people_cloud", clouds.append, RESULT_QOS)
     sent: list = []
     try:
         assert h.until(lambda: any(b.bodies for b in got), send=lambda: sent.append(h.send()), timeout=90)
@@ -294,6 +372,22 @@ def test_pose_node_to_smpl_node_on_a_photo(models):
         assert np.isfinite(msg.bodies[0].fit_error) and msg.bodies[0].fit_error < 0.1
         assert h.until(lambda: any(ma.markers and ma.markers[0].header.stamp == msg.header.stamp
                                    for ma in meshes), timeout=10)
+        # the mesh vertices as people_cloud (pose_node's own cloud is off here), same stamp
+        assert h.until(lambda: any(c.header.stamp == msg.header.stamp and c.width == BUILTIN_VERTS
+                                   for c in clouds), timeout=10)
+        # the 24 joint frames under pose_node's body_<id> of the same image stamp: a connected tree
+        bid = msg.bodies[0].id
+
+        def frames():
+            with h.lock:
+                return {t.child_frame_id: t for m in h.got["tf"] for t in m.transforms
+                        if t.header.stamp == msg.header.stamp}
+
+        assert h.until(lambda: {f"smpl_{n}_{bid}" for n in SMPL_JOINT_NAMES} | {f"body_{bid}"} <= set(frames()),
+                       timeout=10)
+        tf = frames()
+        assert tf[f"body_{bid}"].header.frame_id == FRAME
+        assert all(tf[f"smpl_{n}_{bid}"].header.frame_id == f"body_{bid}" for n in SMPL_JOINT_NAMES)
     finally:
         h.executor.remove_node(smpl)
         smpl.destroy_node()

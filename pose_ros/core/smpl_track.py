@@ -155,11 +155,14 @@ class SmplTracker:
 
 def _cluster_faces(vertices: np.ndarray, faces: np.ndarray, cell: float) -> np.ndarray:
     """Vertex clustering: one representative vertex (the first) per cubic cell of side
-    ``cell`` metres; faces re-indexed to representatives; degenerate and duplicate faces dropped."""
+    ``cell`` metres; faces re-indexed to representatives; degenerate (repeated or collinear
+    corners: area <= 1e-10 m^2 on the rest mesh) and duplicate faces dropped."""
     keys = np.floor(vertices / cell).astype(np.int64)
     _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     f = first[inverse.reshape(-1)][faces]
-    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])]
+    t = vertices[f]
+    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+    f = f[(f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2]) & (area > 1e-10)]
     _, keep = np.unique(np.sort(f, axis=1), axis=0, return_index=True)
     return f[np.sort(keep)]
 

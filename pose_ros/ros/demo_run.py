@@ -126,13 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             if any(p.poll() is not None for p in procs):
                 print("demo: a node exited early; see its log above", file=sys.stderr)
                 return 1
-            if first is None and "skeletons" in last:
+            # smpl_node imports torch: on a busy CPU it can start after pose_node's first result
+            if first is None and "skeletons" in last and (args.no_smpl or "smpl" in last):
                 first = time.monotonic()
-                print(f"demo: first skeletons after {first - t_start:.1f} s; recording {args.seconds:.0f} s")
+                print(f"demo: first skeletons{'' if args.no_smpl else ' and SMPL bodies'} after "
+                      f"{first - t_start:.1f} s; recording {args.seconds:.0f} s")
             if first is not None and time.monotonic() - first > args.seconds:
                 break
             if first is None and time.monotonic() - t_start > 120:
-                print("demo: no skeletons within 120 s", file=sys.stderr)
+                print(f"demo: no skeletons{'' if args.no_smpl else ' / SMPL bodies'} within 120 s", file=sys.stderr)
                 return 1
     finally:
         rec.close()

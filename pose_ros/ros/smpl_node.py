@@ -29,7 +29,13 @@ import sys
 import time
 
 import numpy as np
-import torch
+
+try:
+    import torch
+except ImportError:  # torch is optional for pose_ros, required for SMPL
+    raise SystemExit("smpl_node needs torch (the SMPL forward model and fitter run on it): "
+                     "pip install -r requirements/torch.txt (on Jetson: NVIDIA's torch wheel for "
+                     "your JetPack), or start pose.launch.py without smpl:=true") from None
 import transforms3d
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point, TransformStamped
