@@ -11,6 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["pose_ros", "pose_ros.*"]),
+    # the shipped 2D-to-3D lifter checkpoint (pose-ros train-lifter) and its training record
+    package_data={"pose_ros.core": ["data/*.npz", "data/*.json"]},
     # The same ranges as requirements/distro.txt (test/test_requirements.py keeps them equal):
     # wide enough for the numpy of Ubuntu 22.04 / 24.04. Exact pins for the bare-machine venv are
     # in requirements/core.txt.

@@ -8,6 +8,10 @@
                                    COCO keypoint AP / AR and PCK@0.2 of any model
   pose-ros train-demo [--family cpm|openpose|both] [--minutes M] [--out DIR] [--coco-dir DIR]
                                    CPM / OpenPose learn on synthetic people (needs torch)
+  pose-ros train-lifter [--out FILE.npz] [--steps N] [--seed S] [--joints-in blazepose_33|coco_17]
+                                   2D-to-3D lifter on synthetic people (needs torch)
+  pose-ros finetune-lifter CKPT --out FILE.npz [--steps N] [--views V]
+                                   multi-view consistency fine-tuning, no 3D labels (needs torch)
   pose-ros version
 """
 from __future__ import annotations
@@ -36,6 +40,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector-tiles", type=int, default=3,  # = PipelineConfig's default
                    help="also detect on grids of overlapping tiles 2x2 .. NxN (2-4; 0: whole image "
                         "only): small / many people (default 3)")
+    p.add_argument("--refine-passes", type=int, default=2,  # = PipelineConfig's default
+                   help="re-crop each newly detected person from its own landmarks N times and keep "
+                        "the most self-consistent skeleton (0: MediaPipe's single pass; default 2)")
     p.add_argument("--detector-model", help="local .tflite/.onnx person detector (BlazePose I/O)")
     p.add_argument("--landmark-model", help="local .tflite/.onnx landmark model (BlazePose I/O)")
     p.add_argument("--cache-dir", help="model cache root (default ~/.cache/pose_ros or $POSE_ROS_CACHE)")
@@ -62,6 +69,8 @@ def _add_3d_args(p: argparse.ArgumentParser) -> None:
                    help="auto: ground_plane with --camera-to-floor, else world_landmarks")
     g.add_argument("--orientation", default="pnp", choices=ORIENTATIONS,
                    help="world-landmark rotation from PnP, or the model's corrected by the viewing ray")
+    g.add_argument("--lifter-model", metavar="NPZ", default="", help="--lifting lifter: checkpoint from "
+                   "`pose-ros train-lifter` (default: the shipped one)")
     g.add_argument("--camera-to-floor", metavar="X,Y,Z,QW,QX,QY,QZ",
                    help="pose of the camera's optical frame in a frame whose z=0 plane is the floor "
                    "(z up), metres + quaternion: enables the ground plane")
@@ -138,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("folder", help="images + *.npz (imgname, S) [+ cameras*.pkl]")
     e.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--lifter-model", metavar="NPZ", default="", help="lifter rows: checkpoint from "
+                   "`pose-ros train-lifter` (default: the shipped one)")
     _add_camera_args(e)
     _add_model_args(e)
     v = sub.add_parser("eval", help="COCO keypoint AP / AR and PCK@0.2 of BlazePose or a model spec "
@@ -159,6 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--coco-ann", metavar="FILE", help="the annotation json, if not found in --coco-dir")
     t.add_argument("--onnx", action="store_true", help="also export each net's last stage to ONNX")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    lt = sub.add_parser("train-lifter", help="train the 2D-to-3D lifter on synthetic people (needs torch)")
+    lt.add_argument("--out", default="lifter.npz", help="checkpoint (.npz; the record goes to OUT.json)")
+    lt.add_argument("--steps", type=int, default=16000, help="optimiser steps (batch 256)")
+    lt.add_argument("--seed", type=int, default=0, help="training seed (validation uses seed + 1000)")
+    lt.add_argument("--joints-in", default="blazepose_33", choices=("blazepose_33", "coco_17"))
+    lt.add_argument("--width", type=int, default=512, help="hidden width")
+    lt.add_argument("--quiet", action="store_true", help="no progress bar")
+    # issue 10 item 4 (core/mvfinetune.py): multi-view consistency fine-tuning, no 3D labels
+    from pose_ros.core.mvfinetune import add_arguments as _finetune_arguments
+    _finetune_arguments(sub.add_parser("finetune-lifter", help="fine-tune a lifter with the multi-view consistency "
+                                       "loss on synthetic camera pairs, no 3D labels (needs torch)"))
     return parser
 
 
@@ -168,7 +190,7 @@ def cmd_eval(args) -> int:
     from pose_ros.core.spec_pipeline import make_pipeline
 
     cfg = PipelineConfig(max_persons=args.max_persons, min_detection_score=args.min_detection_score,
-                         static_image_mode=True, detector_tiles=args.detector_tiles,
+                         static_image_mode=True, detector_tiles=args.detector_tiles, refine_passes=args.refine_passes,
                          backend=args.backend, device=args.device, detector_model=args.detector_model,
                          landmark_model=args.landmark_model, cache_dir=args.cache_dir,
                          model_spec=args.model_spec)
@@ -246,7 +268,7 @@ def cmd_infer(args) -> int:
     from pose_ros.core.spec_pipeline import make_pipeline
 
     files = _expand(args.inputs)
-    composer = Composer3D(args.lifting, orientation=args.orientation)
+    composer = Composer3D(args.lifting, orientation=args.orientation, lifter_model=args.lifter_model)
     floor = _parse_floor(args.camera_to_floor)
     smpl = None
     if args.smpl:
@@ -255,7 +277,7 @@ def cmd_infer(args) -> int:
         smpl = SmplExporter(args.smpl_model, args.smpl_gender, args.out, args.mesh_format)
     cfg = PipelineConfig(max_persons=args.max_persons, min_detection_score=args.min_detection_score,
                          static_image_mode=args.static, detect_every=args.detect_every,
-                         detector_tiles=args.detector_tiles,
+                         detector_tiles=args.detector_tiles, refine_passes=args.refine_passes,
                          backend=args.backend, device=args.device,
                          detector_model=args.detector_model, landmark_model=args.landmark_model,
                          cache_dir=args.cache_dir, model_spec=args.model_spec)
@@ -338,7 +360,7 @@ def cmd_eval3d(args) -> int:
         camera = _camera_for(args, im.shape[1], im.shape[0])[0]
     samples = load_folder(args.folder, camera)
     cfg = PipelineConfig(max_persons=args.max_persons, min_detection_score=args.min_detection_score,
-                         static_image_mode=True, detector_tiles=args.detector_tiles,
+                         static_image_mode=True, detector_tiles=args.detector_tiles, refine_passes=args.refine_passes,
                          backend=args.backend, device=args.device, detector_model=args.detector_model,
                          landmark_model=args.landmark_model, cache_dir=args.cache_dir)
     pipe = PosePipeline(cfg, progress=not args.quiet)
@@ -348,7 +370,11 @@ def cmd_eval3d(args) -> int:
         persons.append(pipe(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     if any(s.camera is None for s in samples):
         raise ValueError(f"{args.folder} has no cameras*.pkl for some frames: give --camera-info or --fx")
-    results = evaluate_folder(samples, persons)
+    from pose_ros.core.eval3d import MODES
+
+    modes = [(label, {**kw, "lifter_model": args.lifter_model} if kw["mode"] == "lifter" else kw)
+             for label, kw in MODES]
+    results = evaluate_folder(samples, persons, modes)
     print(format_table(results))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
@@ -373,6 +399,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_eval3d(args)
         elif args.command == "eval":
             return cmd_eval(args)
+        elif args.command == "train-lifter":
+            from pose_ros.core.lifter_train import command_line, train
+
+            train(args.out, args.steps, args.seed, args.joints_in, width=args.width, progress=not args.quiet,
+                  command=command_line(argv), log=lambda m: print(f"pose-ros: {m}", file=sys.stderr))
+        elif args.command == "finetune-lifter":
+            from pose_ros.core.mvfinetune import run_cli
+
+            return run_cli(args)
         elif args.command == "train-demo":
             from pose_ros.core.train_demo import FAMILIES, run_demo
 

@@ -171,7 +171,7 @@ def test_auto_with_depth_overrides_per_joint():
     assert js["position_source"][i] == SOURCE_DEPTH and len(js["position"]) == 33
 
 
-@pytest.mark.parametrize("kwargs,word", [({"mode": "lifter"}, "lifting mode"),
+@pytest.mark.parametrize("kwargs,word", [({"mode": "lifterx"}, "lifting mode"),
                                          ({"orientation": "x"}, "orientation"),
                                          ({"depth_window": 4}, "odd"),
                                          ({"scale_range": (1.2, 2.0)}, "bracket")])

@@ -108,3 +108,17 @@ def test_two_skeletons_sharing_one_face_are_one_person():
     assert dedupe(kps, boxes, [1.0, 0.99], [False, False], SIG, 8, vis) == [(0, 0)]
     vis[1, 0] = 0.1  # the ghost's nose unseen: no evidence
     assert len(dedupe(kps, boxes, [1.0, 0.99], [False, False], SIG, 8, vis)) == 2
+
+
+def test_rank_chooses_among_duplicates_and_tracked_still_come_first():
+    """Two passes of one person (core/refine.py): the first borrowed an arm from a neighbour
+    (larger box, higher score: the default rank keeps it); ranked by self-consistency the
+    stable skeleton is kept. A tracked crop still beats any fresh candidate."""
+    stable = person(300, 300)
+    borrowed = stable.copy()
+    borrowed[[13, 15, 17, 19, 21]] += (120, 10)  # one forearm and hand on someone else
+    kps = [borrowed, stable]
+    assert run(kps, [1.0, 0.95]) == [(0, 0)]  # default: score^4 x sqrt(box area)
+    boxes = np.stack([box(k) for k in kps])
+    assert dedupe(np.stack(kps), boxes, [1.0, 0.95], [False, False], SIG, 8, rank=[0.4, 0.95]) == [(1, 1)]
+    assert dedupe(np.stack(kps), boxes, [1.0, 0.95], [True, False], SIG, 8, rank=[0.4, 0.95]) == [(0, 0)]

@@ -58,21 +58,23 @@ def test_birth_needs_more_presence_than_survival(models):
 
 
 def test_pipeline_smooths_keypoints_and_resets_on_time_jumps(models):
-    """Tracking mode, the astronaut with 6 px of alternating horizontal shake: the smoothed
-    nose moves far less than the raw one; the 2D filter is the tracker's (smoothing off: raw)."""
+    """Tracking mode, the astronaut with 12 px of alternating horizontal shake: the smoothed
+    nose moves far less than the raw one; the 2D filter is the tracker's (smoothing off: raw).
+    (With 6 px the raw nose's own noise, ~3 px in the 1300 px crop the tracker settles on,
+    decides whether the raw shake shows.)"""
     base = photo("astronaut")
     xs = {}
     for smoothing in (True, False):
         pipe = PosePipeline(PipelineConfig(backend="onnxruntime", smoothing=smoothing, detect_every=100))
         nose = []
         for n in range(12):
-            shift = 6 if n % 2 else 0
+            shift = 12 if n % 2 else 0
             p = pipe(np.ascontiguousarray(np.roll(base, shift, axis=1)), n / 30)
             nose.append(p[0].keypoints[0, 0])
         xs[smoothing] = np.array(nose[4:])
     raw_shake = np.abs(np.diff(xs[False])).mean()
     smooth_shake = np.abs(np.diff(xs[True])).mean()
-    assert raw_shake > 4.0 and smooth_shake < raw_shake / 2.5, (raw_shake, smooth_shake)
+    assert raw_shake > 8.0 and smooth_shake < raw_shake / 2.5, (raw_shake, smooth_shake)
     first = pipe(base, 10.0)[0].track_id
     assert pipe(base, 5.0)[0].track_id != first and "backwards" in pipe.time_reset
 

@@ -125,7 +125,8 @@ def test_cache_key_has_format_version(models, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["astronaut", "camera"])
 def test_pipeline_on_written_onnx_matches_litert_pipeline(models, tmp_path, name):
     kw = dict(static_image_mode=True, detector_model=str(models["pose_detection.tflite"]),
-              landmark_model=str(models["pose_landmark_full.tflite"]), cache_dir=str(tmp_path))
+              landmark_model=str(models["pose_landmark_full.tflite"]), cache_dir=str(tmp_path),
+              refine_passes=0)  # one crop: re-cropping turns sub-pixel differences into other crops
     img = photo(name)
     ref = PosePipeline(PipelineConfig(backend="litert", **kw))(img)
     pipe = PosePipeline(PipelineConfig(backend="onnxruntime", **kw))

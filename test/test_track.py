@@ -179,6 +179,45 @@ def test_birth_after_min_hits_and_one_frame_fragments_get_no_id():
     assert len(trk.tracks) == 1  # the fragment's tentative track died at its first miss
 
 
+def leg_piece(points: np.ndarray) -> np.ndarray:
+    """A whole skeleton squeezed into the lower 60 % of a person's box (what the landmark model
+    invents on a crop of someone's legs): the template scaled by (0.9, 0.6), box inside."""
+    (x0, y0), (x1, y1) = points.min(0), points.max(0)
+    return TEMPLATE * (0.9, 0.6) + ((x0 + x1) / 2, y1 - 0.3 * (y1 - y0) - 1)
+
+
+def with_pieces(n):
+    """Person 0 walks right; a leg piece of them shows up alone in frames 20, 40 and 41
+    (hint: the pipeline's fresh detector candidates); from frame 60 a real newcomer, person 1,
+    steps out from behind 0 (inside 0's box at first) and walks left."""
+    a = skeleton(150 + 3 * n, 240)
+    people = [(0, a)]
+    if n in (20, 40, 41):
+        people.append((3, leg_piece(a)))
+    if n >= 60:
+        people.append((1, skeleton(150 + 3 * n - 4 * (n - 60), 245)))
+    return people
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_a_piece_of_a_tracked_person_gets_no_id_but_a_newcomer_does(colour):
+    """The cause of the third id on the two-person video (crowded profile without refinement):
+    a leg crop of a tracked person, 0.97 inside their box, survived de-duplication for one
+    frame and was born at once (track_min_hits 1). Nested in a tracked person's box, a newcomer
+    needs Tracker.NESTED_MIN_HITS frames: pieces (1-2 frames) get no id, a real person emerging
+    from behind someone gets theirs 2 frames later than track_min_hits alone would give."""
+    a = skeleton(210, 240)
+    assert np.all(np.r_[leg_piece(a).min(0), leg_piece(a).max(0)][:2] > a.min(0))
+    seen, _ = run(with_pieces, colour=colour)
+    assert 3 not in seen, seen  # the piece never got an id
+    assert len(set(seen[0])) == 1 and len(set(seen[1])) == 1 and switches(seen) == 0, seen
+    assert len(seen[1]) == 30 - (Tracker.NESTED_MIN_HITS - 1)  # born on its 3rd frame
+    # away from anybody a newcomer is still born at once (track_min_hits 1)
+    alone, _ = run(lambda n: [(0, skeleton(150, 240))] + ([(1, skeleton(500, 240))] if n >= 60 else []),
+                   colour=colour)
+    assert len(alone[1]) == 30
+
+
 def test_death_after_max_misses_then_a_new_id_without_reid():
     cfg = TrackerConfig(track_max_misses=3, track_reid_time=0.0)
     trk = Tracker(TrackIds(2), SIGMAS, cfg)

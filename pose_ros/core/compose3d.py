@@ -16,6 +16,13 @@ Lifting modes (``Composer3D(mode=...)``):
   floor, z up). Falls back to ``world_landmarks`` when no foot is visible, the camera is not
   above the feet, the viewing ray meets the floor at a grazing angle, or the scale is
   implausible (the person is not standing on that floor).
+* ``lifter``: the 2D-to-3D lifting network (:mod:`pose_ros.core.lifter`, trained on synthetic
+  people; ``lifter_model`` or the shipped checkpoint for the layout) gives the root-relative
+  skeleton in the camera's axes; a translation-only least-squares fit to the 2D keypoints
+  places it (SOURCE_LIFTED). With a camera-to-floor transform (and ``use_floor``) it is then
+  scaled onto the floor as in ``ground_plane`` (mode ``lifter_ground_plane``), with the same
+  fallbacks. Works for any layout naming the lifter's joints (BlazePose-33, COCO-17 ...);
+  a depth image is not used in this mode.
 * ``auto``: ground_plane when a floor transform is given, else world_landmarks; with a depth
   image, joints with valid depth take it (SOURCE_DEPTH) and the others keep the monocular value.
 
@@ -36,7 +43,8 @@ from .geometry import Rigid
 from .imageconv import MAX_DEPTH, MIN_DEPTH
 from .lift import SOURCE_DEPTH, SOURCE_MONOCULAR, depth_positions, pnp_positions
 
-LIFTING_MODES = ("auto", "world_landmarks", "depth", "ground_plane")
+LIFTING_MODES = ("auto", "world_landmarks", "depth", "ground_plane", "lifter")
+SOURCE_LIFTED = 3  # Keypoint.SOURCE_LIFTED
 ORIENTATIONS = ("pnp", "ray")
 # height of a foot joint above the sole when standing, m (approximate adult anatomy):
 # BlazePose's heel / foot_index sit at the back of the heel / tip of the big toe.
@@ -52,7 +60,8 @@ class Body3D:
 
     positions: (K, 3) float64 metres in the camera's optical frame, NaN where unknown.
     sources: (K,) uint8 Keypoint.SOURCE_* per joint. mode: what placed the monocular joints /
-    the person: ``depth`` (depth only), ``world_landmarks``, ``ground_plane`` or ``none``.
+    the person: ``depth`` (depth only), ``world_landmarks``, ``ground_plane``, ``lifter``,
+    ``lifter_ground_plane`` or ``none``.
     scale: the ground-plane scale applied to the PnP skeleton (1.0 otherwise).
     note: why ground_plane fell back (empty when it did not).
     """
@@ -122,13 +131,16 @@ class Composer3D:
     orientation: ``pnp`` or ``ray``. min_foot_visibility: foot joints trusted for the floor
     contact. min_ray_angle_deg: the ray through the foot must meet the floor at least this
     steeply. scale_range: accepted ground-plane scale of the PnP skeleton (outside: fallback).
+    lifter_model: lifter checkpoint (.npz) for mode ``lifter`` ("": the shipped one for the
+    person's layout). use_floor: mode ``lifter`` uses a given floor transform.
     Raises ValueError (with the accepted values) for bad settings.
     """
 
     def __init__(self, mode: str = "auto", depth_window: int = 5, min_depth: float = MIN_DEPTH,
                  max_depth: float = MAX_DEPTH, min_pnp_visibility: float = 0.5,
                  orientation: str = "pnp", min_foot_visibility: float = 0.5,
-                 min_ray_angle_deg: float = 5.0, scale_range: tuple[float, float] = (0.6, 1.6)) -> None:
+                 min_ray_angle_deg: float = 5.0, scale_range: tuple[float, float] = (0.6, 1.6),
+                 lifter_model: str = "", use_floor: bool = True) -> None:
         if mode not in LIFTING_MODES:
             raise ValueError(f"lifting mode {mode!r} unknown; use one of {', '.join(LIFTING_MODES)}")
         if orientation not in ORIENTATIONS:
@@ -145,6 +157,11 @@ class Composer3D:
         self.depth_window, self.min_depth, self.max_depth = int(depth_window), min_depth, max_depth
         self.min_pnp_visibility, self.min_foot_visibility = min_pnp_visibility, min_foot_visibility
         self.min_ray_angle_deg, self.scale_range = min_ray_angle_deg, tuple(scale_range)
+        self.lifter_model, self.use_floor = str(lifter_model or ""), bool(use_floor)
+        if mode == "lifter" and self.lifter_model:
+            from .lifter import load_cached
+
+            load_cached(self.lifter_model)  # a wrong path fails here, with the fix in the message
 
     def __call__(self, persons, camera: PinholeCamera, depth_m: np.ndarray | None = None,
                  camera_to_floor: Rigid | None = None) -> list[Body3D]:
@@ -168,6 +185,11 @@ class Composer3D:
                 return Body3D(pos, src, "none", note="depth mode without a depth image")
             return self._with_depth(person, camera, depth_m, Body3D(pos, src, "depth"))
         want_floor = self.mode == "ground_plane" or (self.mode == "auto" and camera_to_floor is not None)
+        if self.mode == "lifter":
+            body = self._lifted(person, camera)
+            if camera_to_floor is not None and self.use_floor and body.mode == "lifter":
+                self._on_floor(person, body, camera, camera_to_floor)
+            return body
         body = self._monocular(person, camera)
         if want_floor:
             if camera_to_floor is None:
@@ -211,6 +233,32 @@ class Composer3D:
             return none
         return Body3D(pos, np.full(k, SOURCE_MONOCULAR, np.uint8), "world_landmarks")
 
+    def _lifted(self, person, camera: PinholeCamera) -> Body3D:
+        """The lifter's root-relative skeleton placed by translation (mode ``lifter``) or NaN."""
+        from .lifter import default_model_path, load_cached
+
+        k = len(person.keypoints)
+        none = Body3D(np.full((k, 3), np.nan), np.zeros(k, np.uint8), "none")
+        layout = person.layout
+        lifter = load_cached(self.lifter_model or default_model_path(layout.name))
+        kp = np.asarray(person.keypoints, np.float64)
+        vis = np.asarray(person.visibility, np.float64)
+        rel = lifter.lift(kp, vis, camera, layout.names)
+        if rel is None:
+            none.note = "lifter: hips not found or fewer than 6 usable joints"
+            return none
+        world = np.full((k, 3), np.nan)
+        for j, name in enumerate(lifter.names_out):
+            if name in layout.names:
+                world[layout.index(name)] = rel[j]
+        t = translation_only(world, kp, vis, camera, self.min_pnp_visibility)
+        if t is None:
+            none.note = "lifter: too few visible joints to place the skeleton"
+            return none
+        have = np.isfinite(world).all(1)
+        src = np.where(have, SOURCE_LIFTED, 0).astype(np.uint8)
+        return Body3D(world + t, src, "lifter")
+
     def _on_floor(self, person, body: Body3D, camera: PinholeCamera, camera_to_floor: Rigid) -> None:
         """Scale the PnP skeleton about the camera centre so its lowest foot joint stands on
         the floor (in place); leaves it unchanged with ``note`` set when that is not possible.
@@ -246,4 +294,4 @@ class Composer3D:
                          "this floor? ground plane not used")
             return
         body.positions *= s
-        body.scale, body.mode = s, "ground_plane"
+        body.scale, body.mode = s, "lifter_ground_plane" if body.mode == "lifter" else "ground_plane"

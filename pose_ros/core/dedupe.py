@@ -21,8 +21,10 @@ Two candidates are the same person when
     0.057 of the diagonal on skimage's astronaut upright and turned by 90 degrees).
 
 Greedy: tracked candidates first (a tracked person keeps their crop against a fresh tile
-detection of them), then by score^4 x sqrt(box area) (of equally confident skeletons the more
-complete one wins; a clearly less confident one does not win by size alone); a kept
+detection of them), then by ``rank``: by default score^4 x sqrt(box area) (of equally
+confident skeletons the more complete one wins; a clearly less confident one does not win by
+size alone); the pipeline ranks new candidates by their self-consistency
+(:mod:`pose_ros.core.refine`); a kept
 candidate that turns out to be a fragment of a later, larger one is replaced by it but keeps
 its identity. The person cap applies after de-duplication.
 """
@@ -77,11 +79,17 @@ def same_person(kp_a: np.ndarray, box_a: np.ndarray, kp_b: np.ndarray, box_b: np
     return float(oks_matrix(kp_a[None], kp_b[None], [area], sigmas, common)[0, 0]) > SAME_OKS
 
 
+def default_rank(score: float, box: np.ndarray) -> float:
+    """score^4 x sqrt(box area): of equally confident skeletons the more complete one first."""
+    return float(score) ** 4 * float(np.sqrt(max(box_area(box), 1.0)))
+
+
 def dedupe(keypoints, boxes, scores, tracked, sigmas, limit: int,
-           visibility=None) -> list[tuple[int, int]]:
+           visibility=None, rank=None) -> list[tuple[int, int]]:
     """De-duplicate N candidates: keypoints (N, K, 2) px, boxes (N, 4) px, scores (N,) in
     [0, 1], tracked (N,) bool (from the previous frame's crops), sigmas (K,) OKS sigmas,
-    visibility (N, K) in [0, 1] or None (all joints compared).
+    visibility (N, K) in [0, 1] or None (all joints compared), rank (N,) order of preference
+    among the tracked and among the untracked candidates (default: :func:`default_rank`).
 
     Returns at most ``limit`` pairs (kept index, identity index), best score first: the
     candidate whose skeleton / crop is used and the candidate whose identity it carries
@@ -90,7 +98,8 @@ def dedupe(keypoints, boxes, scores, tracked, sigmas, limit: int,
     boxes = np.asarray(boxes, np.float64)
     kps = np.asarray(keypoints, np.float64)
     vis = [None] * n if visibility is None else np.asarray(visibility, np.float64)
-    rank = [float(scores[i]) ** 4 * np.sqrt(max(box_area(boxes[i]), 1.0)) for i in range(n)]
+    if rank is None:
+        rank = [default_rank(scores[i], boxes[i]) for i in range(n)]
     order = sorted(range(n), key=lambda i: (not tracked[i], -rank[i]))
     kept: list[list[int]] = []  # [used index, identity index]
     for i in order:

@@ -159,13 +159,15 @@ def pick_person(persons, sample: Sample):
 MODES = (("world_landmarks/pnp", {"mode": "world_landmarks", "orientation": "pnp"}),
          ("world_landmarks/ray", {"mode": "world_landmarks", "orientation": "ray"}),
          ("ground_plane/pnp", {"mode": "ground_plane", "orientation": "pnp"}),
-         ("ground_plane/ray", {"mode": "ground_plane", "orientation": "ray"}))
+         ("ground_plane/ray", {"mode": "ground_plane", "orientation": "ray"}),
+         ("lifter", {"mode": "lifter", "use_floor": False}),
+         ("lifter/ground_plane", {"mode": "lifter"}))
 
 
 def evaluate_folder(samples: list[Sample], persons_per_sample: list[list], modes=MODES) -> dict:
     """Per mode label: :func:`score` of Composer3D's output for the picked person of each sample.
     persons_per_sample: the 2D pipeline's persons for each sample's image. Ground-plane labels
-    also report ``on_floor``: frames where the floor was used (else PnP fallback)."""
+    also report ``on_floor``: frames where the floor was used (else PnP / translation fallback)."""
     from .compose3d import Composer3D
 
     out = {}
@@ -178,7 +180,7 @@ def evaluate_folder(samples: list[Sample], persons_per_sample: list[list], modes
                 preds.append(None)
                 continue
             body = comp.compose(p, s.camera, None, s.camera_to_floor)
-            on_floor += body.mode == "ground_plane"
+            on_floor += body.mode.endswith("ground_plane")
             preds.append(blazepose_to_scored(body.positions, p.layout))
         out[label] = {**score(preds, samples), "on_floor": on_floor}
     return out
