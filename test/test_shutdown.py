@@ -94,6 +94,22 @@ def wait_mapped(proc: Proc, lib: str, timeout: float = 60) -> bool:
     return False
 
 
+def wait_sigint_handled(proc: Proc, timeout: float = 60) -> bool:
+    """Until the process catches or ignores SIGINT (/proc/<pid>/status SigCgt / SigIgn, bit 2)."""
+    bit = 1 << (signal.SIGINT - 1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.p.poll() is None:
+        try:
+            fields = dict(line.split(":\t", 1) for line in
+                          Path(f"/proc/{proc.p.pid}/status").read_text().splitlines() if ":\t" in line)
+            if (int(fields["SigCgt"], 16) | int(fields["SigIgn"], 16)) & bit:
+                return True
+        except (OSError, KeyError, ValueError):
+            pass
+        time.sleep(0.002)
+    return False
+
+
 @pytest.mark.parametrize("which", ["pose_node", "pose_node_exe", "lifecycle", "demo_source", "demo_source_exe"])
 def test_ctrl_c_while_importing(which):
     """SIGINT while the executable imports its modules (numpy's extension is being mapped):
@@ -117,7 +133,12 @@ def test_ctrl_c_while_loading_the_model(which, models):
 @pytest.mark.parametrize("delay", [0.5, 1.5], ids=lambda d: f"after_{d}s")
 @pytest.mark.parametrize("which", ["pose_node", "lifecycle", "demo_source"])
 def test_ctrl_c_soon_after_start(which, delay, models):
+    """SIGINT `delay` s after the interpreter is up. The delay counts from the moment the process
+    handles SIGINT at all (Python installs its handler during start-up; before that the kernel's
+    default action ends any program with -2, whatever it is): on a loaded CI machine Python's own
+    start-up can take longer than 0.5 s."""
     proc = Proc(which, *ORT) if which.startswith("pose") else Proc(which)
+    assert wait_sigint_handled(proc), proc.text[-2000:]
     time.sleep(delay)
     proc.assert_clean(proc.ctrl_c())
 

@@ -115,6 +115,11 @@ class DemoSource(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # scikit-image's photo reader imports lazily (skimage.io, scipy, PIL) on first use: import it
+    # here, while a Ctrl-C still means "exit quietly", not inside the node's construction
+    import skimage.data
+    import skimage.io  # noqa: F401
+
     return run_node(DemoSource, "demo_source", argv)
 
 
