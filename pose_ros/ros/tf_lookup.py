@@ -55,6 +55,7 @@ class TfHistory:
     def __init__(self, cache_s: float = 5.0) -> None:
         self.cache_ns = int(cache_s * 1e9)  # older than the newest sample - cache_s: dropped
         self._edges: dict[str, _Edge] = {}
+        self._newest = self._swept = 0  # newest stamp seen, stamp of the last stale-edge sweep (ns)
 
     def add(self, parent: str, child: str, stamp_ns: int, value: Rigid, static: bool = False) -> None:
         """Store parent <- child valid at stamp_ns (static: at all times)."""
@@ -74,6 +75,19 @@ class TfHistory:
             edge.values.insert(i, value)
         cut = bisect.bisect_left(edge.stamps, edge.stamps[-1] - self.cache_ns)
         del edge.stamps[:cut], edge.values[:cut]
+        if stamp_ns > self._newest:
+            self._newest = stamp_ns
+            if stamp_ns - self._swept >= self.cache_ns:  # at most once per cache_s of stamps
+                self._swept = stamp_ns
+                self._trim_stale(stamp_ns - self.cache_ns)
+
+    def _trim_stale(self, oldest_ns: int) -> None:
+        """Edges not updated since ``oldest_ns`` (e.g. ``body_<id>`` of a person who left) keep
+        only their latest transform (what a latest-transform lookup uses): without this every
+        id ever seen kept ``cache_s`` of samples per joint frame (soak benchmark)."""
+        for e in self._edges.values():
+            if e.static is None and len(e.stamps) > 1 and e.stamps[-1] < oldest_ns:
+                del e.stamps[:-1], e.values[:-1]
 
     def _edge_at(self, edge: _Edge, stamp_ns: int | None) -> Rigid | None:
         if edge.static is not None:
