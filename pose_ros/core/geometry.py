@@ -33,3 +33,16 @@ class Rigid:
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Points (N, 3) in the child frame -> parent frame (NaN rows stay NaN)."""
         return np.asarray(points, np.float64) @ self.R.T + self.t
+
+
+def align_z_to(r: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors -> (n, 3, 3) minimal rotations taking (0, 0, 1) to each r (Rodrigues
+    about z x r; identity for r = z)."""
+    axis = np.cross(np.array([0.0, 0.0, 1.0]), r)
+    s = np.linalg.norm(axis, axis=1)
+    c = r[:, 2]
+    k = axis / np.maximum(s, 1e-12)[:, None]
+    Kx = np.zeros((len(r), 3, 3))
+    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    Kx[:, 1, 0], Kx[:, 2, 0], Kx[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
+    return np.eye(3) + s[:, None, None] * Kx + (1 - c)[:, None, None] * (Kx @ Kx)

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .camera import PinholeCamera
+from .geometry import align_z_to
 
 NORMALISATION = "ray_rotated_rms_v1"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -59,16 +60,7 @@ def ray_to_axis(m_root: np.ndarray) -> np.ndarray:
     ray through the root onto the optical axis (0, 0, 1)."""
     r = np.concatenate([m_root, np.ones((len(m_root), 1))], 1)
     r /= np.linalg.norm(r, axis=1, keepdims=True)
-    # rotation taking z to r (Rodrigues about z x r), transposed
-    axis = np.stack([-r[:, 1], r[:, 0], np.zeros(len(r))], 1)
-    s = np.linalg.norm(axis, axis=1)
-    c = r[:, 2]
-    k = axis / np.maximum(s, 1e-12)[:, None]
-    Kx = np.zeros((len(r), 3, 3))
-    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    Kx[:, 1, 0], Kx[:, 2, 0], Kx[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
-    R = np.eye(3) + s[:, None, None] * Kx + (1 - c)[:, None, None] * (Kx @ Kx)
-    return np.transpose(R, (0, 2, 1))
+    return np.transpose(align_z_to(r), (0, 2, 1))
 
 
 def normalise(m: np.ndarray, conf: np.ndarray, hips: tuple[int, int],

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import align_z_to
 from .skeletons import BLAZEPOSE_33
 from .smpl_joints import BUILTIN_JOINTS, NUM_JOINTS, SMPL_JOINT_NAMES, SMPL_PARENTS
 
@@ -278,19 +279,6 @@ def _matrix_to_euler(R: np.ndarray) -> np.ndarray:
     return np.stack([a, b, c], -1)
 
 
-def _align_z_to(r: np.ndarray) -> np.ndarray:
-    """(n, 3) unit vectors -> (n, 3, 3) minimal rotations taking (0, 0, 1) to r (Rodrigues)."""
-    z = np.array([0.0, 0.0, 1.0])
-    axis = np.cross(z, r)
-    s = np.linalg.norm(axis, axis=1)
-    c = r[:, 2]
-    k = axis / np.maximum(s, 1e-12)[:, None]
-    Kx = np.zeros((len(r), 3, 3))
-    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    Kx[:, 1, 0], Kx[:, 2, 0], Kx[:, 2, 1] = k[:, 2], -k[:, 1], k[:, 0]
-    return np.eye(3) + s[:, None, None] * Kx + (1 - c)[:, None, None] * (Kx @ Kx)
-
-
 def sample_cameras(n: int, rng: np.random.Generator, keypoints: np.ndarray | None = None) -> SynthCameras:
     """n cameras looking at people whose mid-hip is at the pose-frame origin (y up); with
     ``keypoints`` (n, K, 3) each person's pixel height is 30-90 % of the image height and the
@@ -330,7 +318,7 @@ def sample_cameras(n: int, rng: np.random.Generator, keypoints: np.ndarray | Non
     v = cy + rng.uniform(-1, 1, n) * mv
     ray = np.stack([(u - cx) / fx, (v - cy) / fy, np.ones(n)], -1)
     ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-    R = _align_z_to(ray) @ roll @ R0
+    R = align_z_to(ray) @ roll @ R0
     t = -np.einsum("nij,nj->ni", R, C)
     return SynthCameras(K, R, t, sizes.astype(np.int64))
 
