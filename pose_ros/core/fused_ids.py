@@ -14,7 +14,8 @@ frames:
    random, unique across nodes and restarts, so fused ids never collide with pose_nodes').
 
 Assignment is one-to-one (scipy.optimize.linear_sum_assignment on shared members first, then
-distance). Previous people unseen for more than ``keep_s`` seconds are forgotten; a stamp
+distance). Previous people unseen for more than ``keep_s`` seconds (default 5, like pose_node's
+``track_reid_time``: a rig that stalls for a second keeps its ids) are forgotten; a stamp
 going backwards (bag loop) forgets everything.
 """
 from __future__ import annotations
@@ -37,7 +38,7 @@ class _Known:
 class FusedIds:
     """See the module docstring. new_id: returns a fresh id; max_distance: m; keep_s: s."""
 
-    def __init__(self, new_id: Callable[[], int], max_distance: float = 0.5, keep_s: float = 1.0) -> None:
+    def __init__(self, new_id: Callable[[], int], max_distance: float = 0.5, keep_s: float = 5.0) -> None:
         self.new_id = new_id
         self.max_distance = max_distance
         self.keep_s = keep_s
