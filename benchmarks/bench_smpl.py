@@ -32,31 +32,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table
 
 from pose_ros.core.skeletons import BLAZEPOSE_33, COCO_17
 from pose_ros.core.smpl import SMPL_JOINT_NAMES, SmplFitter, SmplModel
+from pose_ros.core.smpl import synthetic_people as smpl_synthetic_people
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_WARM_MS, TARGET_RESIDUAL_MM = 20.0, 30.0
 
 
 def synthetic_people(model: SmplModel, B: int, seed: int):
-    """Known (pose B x 72, betas B x 10, transl B x 3) and their joints B x 24 x 3 (metres)."""
-    rng = np.random.default_rng(seed)
-    pose = rng.normal(0, 0.2, (B, 72))
-    pose[:, :3] = Rotation.random(B, random_state=seed).as_rotvec()
-    pose[:, 12], pose[:, 15] = rng.uniform(0, 1.2, B), rng.uniform(0, 1.2, B)  # knees
-    pose[:, 55], pose[:, 58] = -rng.uniform(0, 1.5, B), rng.uniform(0, 1.5, B)  # elbows
-    betas = np.zeros((B, 10))
-    betas[:, :2] = rng.normal(0, 1, (B, 2))
-    transl = np.c_[rng.uniform(-1, 1, B), rng.uniform(-0.5, 0.5, B), rng.uniform(2, 5, B)]
-    pose, betas, transl = (torch.tensor(a, dtype=model.v_template.dtype) for a in (pose, betas, transl))
+    """core.smpl.synthetic_people without autograd (the targets need no gradient)."""
     with torch.no_grad():
-        return pose, betas, transl, model(betas, pose, transl).joints
+        return smpl_synthetic_people(model, B, seed)
 
 
 def moved(model: SmplModel, pose, betas, transl, seed: int):

@@ -400,21 +400,6 @@ def test_builtin_shape_directions(body):
 
 # ------------------------------------------------------------------------------- 5. fitting
 
-def synthetic_people(model, B, seed):
-    """Plausible random SMPL parameters (knees / elbows flexed the natural way) and their
-    joints in a camera-like frame (z 2..5 m ahead)."""
-    rng = np.random.default_rng(seed)
-    pose = rng.normal(0, 0.2, (B, 72))
-    pose[:, :3] = Rotation.random(B, random_state=seed).as_rotvec()
-    pose[:, 12], pose[:, 15] = rng.uniform(0, 1.2, B), rng.uniform(0, 1.2, B)  # knees
-    pose[:, 55], pose[:, 58] = -rng.uniform(0, 1.5, B), rng.uniform(0, 1.5, B)  # elbows
-    betas = np.zeros((B, 10))
-    betas[:, :2] = rng.normal(0, 1, (B, 2))
-    transl = np.c_[rng.uniform(-1, 1, B), rng.uniform(-0.5, 0.5, B), rng.uniform(2, 5, B)]
-    pose, betas, transl = (torch.tensor(a, dtype=model.v_template.dtype) for a in (pose, betas, transl))
-    return pose, betas, transl, model(betas, pose, transl).joints
-
-
 def keypoints_from_joints(fitter, joints, n_kp, noise=0.0, seed=0):
     rng = np.random.default_rng(seed)
     X = torch.full((joints.shape[0], n_kp, 3), float("nan"), dtype=joints.dtype)
@@ -461,7 +446,7 @@ def test_fit_recovers_synthetic_poses(layout_name):
     layout = {"coco_17": skeletons.COCO_17, "blazepose_33": skeletons.BLAZEPOSE_33}[layout_name]
     model = smpl.SmplModel.builtin(dtype=torch.float32)
     fitter = smpl.SmplFitter(model, layout.names)
-    _, _, _, J = synthetic_people(model, 8, seed=11)
+    _, _, _, J = smpl.synthetic_people(model, 8, seed=11)
     X, conf = keypoints_from_joints(fitter, J, len(layout))
     fit = fitter.fit(X, conf)  # cold start, random global orientations
     observed = (fit.joints[:, fitter.smpl_idx] - J[:, fitter.smpl_idx]).norm(dim=-1)
@@ -485,7 +470,7 @@ def test_fit_warm_start_tracks_motion():
 
     model = smpl.SmplModel.builtin(dtype=torch.float64)
     fitter = smpl.SmplFitter(model, COCO_17.names)
-    pose, betas, transl, J = synthetic_people(model, 4, seed=5)
+    pose, betas, transl, J = smpl.synthetic_people(model, 4, seed=5)
     X, conf = keypoints_from_joints(fitter, J, 17)
     prev = fitter.fit(X, conf)
     rng = np.random.default_rng(6)
@@ -506,7 +491,7 @@ def test_fit_confidence_weighting():
 
     model = smpl.SmplModel.builtin(dtype=torch.float64)
     fitter = smpl.SmplFitter(model, COCO_17.names)
-    _, _, _, J = synthetic_people(model, 2, seed=8)
+    _, _, _, J = smpl.synthetic_people(model, 2, seed=8)
     X, conf = keypoints_from_joints(fitter, J, 17)
     wrist = COCO_17.index("left_wrist")
     X[:, wrist] += torch.tensor([0.4, 0.0, 0.0], dtype=torch.float64)  # a wrong detection
@@ -536,7 +521,7 @@ def test_fit_2d_reprojection_term_fixes_depth_noise():
 
     model = smpl.SmplModel.builtin(dtype=torch.float64)
     K = np.array([[600.0, 0, 320], [0, 600.0, 240], [0, 0, 1]])
-    _, _, _, J = synthetic_people(model, 4, seed=9)
+    _, _, _, J = smpl.synthetic_people(model, 4, seed=9)
     fitter = smpl.SmplFitter(model, COCO_17.names)
     X, conf = keypoints_from_joints(fitter, J, 17)
     rng = np.random.default_rng(10)

@@ -1030,3 +1030,22 @@ class SmplFitter:
             joints = self.joints(betas, pose) + transl[:, None]
         return SmplFit(betas=betas, pose=pose, transl=transl, joints=joints, fit_error=err,
                        iterations=done)
+
+
+def synthetic_people(model: SmplModel, B: int, seed: int):
+    """Plausible random SMPL parameters for tests and benchmarks (knees / elbows flexed the
+    natural way, two shape components) and their joints in a camera-like frame (z 2..5 m
+    ahead): (pose (B, 72), betas (B, 10), transl (B, 3), joints (B, 24, 3) metres), tensors of
+    the model's dtype."""
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(seed)
+    pose = rng.normal(0, 0.2, (B, 72))
+    pose[:, :3] = Rotation.random(B, random_state=seed).as_rotvec()
+    pose[:, 12], pose[:, 15] = rng.uniform(0, 1.2, B), rng.uniform(0, 1.2, B)  # knees
+    pose[:, 55], pose[:, 58] = -rng.uniform(0, 1.5, B), rng.uniform(0, 1.5, B)  # elbows
+    betas = np.zeros((B, 10))
+    betas[:, :2] = rng.normal(0, 1, (B, 2))
+    transl = np.c_[rng.uniform(-1, 1, B), rng.uniform(-0.5, 0.5, B), rng.uniform(2, 5, B)]
+    pose, betas, transl = (torch.tensor(a, dtype=model.v_template.dtype) for a in (pose, betas, transl))
+    return pose, betas, transl, model(betas, pose, transl).joints
