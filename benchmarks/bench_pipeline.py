@@ -77,11 +77,12 @@ VARIANTS = [
 
 
 def node_detector_defaults() -> dict:
-    """pose_node's real-time detector defaults (its parameter catalogue), which the latency
-    tables measure; PipelineConfig's own defaults are the CLI's crowded-scene profile."""
+    """pose_node's detection defaults (its parameter catalogue), which the latency tables
+    measure (PipelineConfig has the same defaults; test_tile_scan.py checks them)."""
     from pose_ros.ros.pose_node import PARAMS
 
-    return {p.name: p.default for p in PARAMS if p.name in ("detector_tiles", "detector_pyramid")}
+    return {p.name: p.default for p in PARAMS
+            if p.name in ("detector_tiles", "detector_pyramid", "tile_scan_period", "max_persons")}
 
 
 def make_pipeline(backend: str, spinning: bool, **cfg) -> PosePipeline:
@@ -145,7 +146,8 @@ def latency(n_frames: int, use_mp: bool, rounds: int) -> None:
     """Quiet CPU (tracking and static) and one core busy (tracking); ours and MediaPipe are
     measured in the same conditions, in turn."""
     frames = moving_person_frames(n_frames)
-    head = ["mode", "pipeline (pose_node defaults: max_persons=4, detector_tiles=0)", "median ms", "vs MediaPipe"]
+    defaults = ", ".join(f"{k}={v}" for k, v in node_detector_defaults().items())
+    head = ["mode", f"pipeline (pose_node defaults: {defaults})", "median ms", "vs MediaPipe"]
     rows = (latency_rows(frames, "tracking", use_mp, rounds)
             + latency_rows(frames, "static", use_mp, rounds, VARIANTS[:2]))
     print(f"\nLatency, no extra load: {n_frames} frames 640x480, one person, median ms per frame over "

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose_ros.core.dedupe import containment, dedupe, is_fragment
-from pose_ros.core.metrics import layout_sigmas
+from pose_ros.core.dedupe import box_area, containment, dedupe, is_fragment
+from pose_ros.core.metrics import layout_sigmas, oks_matrix
 from pose_ros.core.models.blazepose import box_iou
 from pose_ros.core.skeletons import BLAZEPOSE_33
 
@@ -122,3 +122,32 @@ def test_rank_chooses_among_duplicates_and_tracked_still_come_first():
     boxes = np.stack([box(k) for k in kps])
     assert dedupe(np.stack(kps), boxes, [1.0, 0.95], [False, False], SIG, 8, rank=[0.4, 0.95]) == [(1, 1)]
     assert dedupe(np.stack(kps), boxes, [1.0, 0.95], [True, False], SIG, 8, rank=[0.4, 0.95]) == [(0, 0)]
+
+
+def test_a_second_skeleton_over_the_same_box_and_face_is_one_person():
+    """Soak scene: a fresh detection of a tracked person whose crop sat differently gave a
+    second, distorted skeleton of them: OKS 0.25, noses 0.11 box diagonals apart (more than
+    SAME_NOSE), box IoU 0.68. Boxes that nearly coincide (IoU >= 0.6) and noses within 0.16
+    diagonals: one person. Here the second skeleton is the first mirrored in its box (same box,
+    the joints disagree) with the nose 0.12 diagonals off; beside the person (IoU < 0.6), or
+    over the same box with the face 0.25 diagonals away, it stays a second person."""
+    real = person(300, 300)
+    b = box(real)
+    diag = float(np.hypot(*(b[2:] - b[:2])))
+    ghost = real * (-1, 1) + (b[0] + b[2], 0)  # mirrored about the box's centre line
+    ghost[0] = real[0] + (0.12 * diag, 0)
+    ghost = np.clip(ghost, b[:2], b[2:])  # keep the box
+    vis = np.ones((2, 33))
+
+    def n_people(g):
+        kps = np.stack([real, g])
+        return len(dedupe(kps, np.stack([b, box(g)]), [1.0, 0.95], [True, False], SIG, 8, vis))
+
+    oks = oks_matrix(real[None], ghost[None], [box_area(b)], SIG)[0, 0]
+    assert oks < 0.5 and box_iou(b[None], box(ghost)[None])[0, 0] >= 0.6, oks  # not by OKS
+    assert n_people(ghost) == 1
+    beside = ghost + (0.5 * (b[2] - b[0]), 0)
+    assert box_iou(b[None], box(beside)[None])[0, 0] < 0.6 and n_people(beside) == 2
+    far_face = ghost.copy()
+    far_face[0] = real[0] + (0, 0.25 * diag)
+    assert n_people(far_face) == 2

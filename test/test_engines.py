@@ -267,7 +267,7 @@ def test_pipeline_derives_profile_sizes(models):
     finally:
         P.build_engine = real
     assert calls == [("pose_detection.tflite", 29), ("pose_landmark_full.tflite", 15),
-                     ("pose_detection.tflite", 7), ("pose_landmark_full.tflite", 12),
+                     ("pose_detection.tflite", 7), ("pose_landmark_full.tflite", 30),
                      ("pose_detection.tflite", 8), ("pose_landmark_full.tflite", 8)]
 
 

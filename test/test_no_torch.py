@@ -62,7 +62,7 @@ def no_torch_env(tmp_path):
 @pytest.fixture(scope="module")
 def litert_reference(models):
     """Keypoints (33 x 2 px) of the LiteRT pipeline on astronaut.png: the oracle."""
-    # whole-image detector (pose_node's default): with the tile pyramid two crops of the
+    # whole-image detector (the node below too): with the tile pyramid two crops of the
     # astronaut rank almost equally and backends' last-bit differences may pick either one
     # refine_passes 0 (also below): re-cropping turns last-bit backend differences into other crops
     persons = PosePipeline(PipelineConfig(backend="litert", static_image_mode=True, detector_tiles=0,
@@ -103,7 +103,8 @@ def test_pose_node_without_torch(models, tmp_path, no_torch_env, ros_node, liter
     ns = "/no_torch"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pose_ros.ros.pose_node", "--ros-args", "-r", f"__ns:={ns}",
-         "-p", "static_image_mode:=true", "-p", "refine_passes:=0", "-p", f"cache_dir:={tmp_path / 'cache'}",
+         "-p", "static_image_mode:=true", "-p", "refine_passes:=0", "-p", "detector_tiles:=0",
+         "-p", f"cache_dir:={tmp_path / 'cache'}",
          "-p", f"detector_model:={models['pose_detection.tflite']}",
          "-p", f"landmark_model:={models['pose_landmark_full.tflite']}"],
         env=no_torch_env, cwd=str(ROOT / "test"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -89,7 +89,7 @@ def test_the_consistent_pass_is_kept_and_scored_by_its_consistency(pipe, monkeyp
     be re-cropped into a confident "person"."""
     img = tiled(2)
     crop = bp.Roi(576.0, 376.0, 680.0, 0.0)
-    monkeypatch.setattr(pipe, "detect", lambda image: [detection_for(crop)])
+    monkeypatch.setattr(pipe, "detect", lambda image, tiles=True: [detection_for(crop)])
     ranks = []
 
     def spy(*args, **kwargs):
@@ -109,7 +109,7 @@ def test_the_consistent_pass_is_kept_and_scored_by_its_consistency(pipe, monkeyp
     assert np.linalg.norm(NOSES - found[0].keypoints[0], axis=1).min() < 8.0
     seam = bp.Roi(512.0, 376.0, 680.0, 0.0)
     assert pipe.landmarks(img, [seam])[0].score < pipe.cfg.min_birth_presence
-    monkeypatch.setattr(pipe, "detect", lambda image: [detection_for(seam)])
+    monkeypatch.setattr(pipe, "detect", lambda image, tiles=True: [detection_for(seam)])
     assert pipe(img) == []
 
 

@@ -218,6 +218,52 @@ def test_a_piece_of_a_tracked_person_gets_no_id_but_a_newcomer_does(colour):
     assert len(alone[1]) == 30
 
 
+def second_skeleton(a: np.ndarray) -> np.ndarray:
+    """A second, tilted skeleton of the person ``a`` (what a fresh detection whose crop sits
+    differently gave on the soak scene): rotated 12 degrees about the hips and shifted 12 px,
+    so its box overlaps ``a``'s by IoU >= 0.5 while its joints disagree."""
+    c = a[[23, 24]].mean(0)
+    r = np.deg2rad(12.0)
+    rot = np.array([[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]])
+    return (a - c) @ rot.T + c + (12.0, 0.0)
+
+
+def test_a_second_skeleton_of_a_tracked_person_gets_no_id():
+    """Soak scene, before the IoU rule: a detection frame gave one tracked person a second,
+    tilted skeleton (box IoU 0.68) that de-duplication let through; it was born at once, then
+    lost, re-identified and swapped with the real track (20 ids for 11 appearances). Overlapping
+    a tracked person's box by IoU >= Tracker.NESTED_IOU, a newcomer needs NESTED_MIN_HITS."""
+    from pose_ros.core.dedupe import containment
+    from pose_ros.core.models.blazepose import box_iou
+
+    a = skeleton(300, 240)
+    b = second_skeleton(a)
+    box = lambda p: np.r_[p.min(0), p.max(0)]  # noqa: E731
+    iou = box_iou(box(a)[None], box(b)[None])[0, 0]
+    assert iou >= Tracker.NESTED_IOU and containment(box(b), box(a)) < Tracker.NESTED_CONTAINED, iou
+    seen, _ = run(lambda n: [(0, a)] + ([(3, b)] if n in (20, 40, 41) else []))
+    assert 3 not in seen and len(set(seen[0])) == 1, seen
+    # someone who stays there (a person stepping out from behind) is born on their 3rd frame
+    stay, _ = run(lambda n: [(0, a)] + ([(1, b)] if n >= 60 else []))
+    assert len(stay[1]) == 30 - (Tracker.NESTED_MIN_HITS - 1) and switches(stay) == 0, stay
+
+
+def test_frames_a_busy_node_skipped_are_not_a_stalled_camera():
+    """stale_after 1 s; the node processed frames at t = 10.0 and 11.6 s but the camera sent
+    frames all along (the one before 11.6 s had stamp 11.5 s): no reset. A real stall (the
+    frame before was the one at 10.0 s) and a stamp going backwards still reset."""
+    obs = [observe(skeleton(200, 240))]
+    for previous, resets in ((11.5, 0), (None, 1), (10.0, 1), (10.5, 1)):
+        trk = Tracker(TrackIds(6), SIGMAS, TrackerConfig(stale_after=1.0))
+        first = trk.update(obs, 10.0)[0]
+        assert trk.check_time(11.6, previous) == trk.last_reset
+        assert trk.resets == resets, (previous, trk.last_reset)
+        assert (trk.update(obs, 11.6)[0] == first) == (resets == 0)
+    trk = Tracker(TrackIds(7), SIGMAS, TrackerConfig(stale_after=1.0))
+    trk.update(obs, 10.0)
+    assert "backwards" in trk.check_time(9.5, 9.4) and trk.resets == 1
+
+
 def test_death_after_max_misses_then_a_new_id_without_reid():
     cfg = TrackerConfig(track_max_misses=3, track_reid_time=0.0)
     trk = Tracker(TrackIds(2), SIGMAS, cfg)

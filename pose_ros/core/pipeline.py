@@ -2,7 +2,9 @@
 
 Per frame (RGB uint8 H x W x 3 in, list of :class:`Person` out):
   1. Detector (only when needed): letterboxed 224x224 input, anchors + weighted NMS, one
-     rotated ROI per person (up to ``max_persons``).
+     rotated ROI per person (up to ``max_persons``); with ``detector_tiles`` also overlapping
+     tile grids in the same batch (small / many people), in tracking mode at most once per
+     ``tile_scan_period`` seconds and at once after a track was lost.
   2. Landmarks: one warpAffine crop per ROI, *all persons in one batched call*, mapped back
      to image pixels; world landmarks in metres. Newly detected people are re-cropped from
      their own landmarks ``refine_passes`` times (:mod:`pose_ros.core.refine`).
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 DETECTOR_OUTPUTS = ["Identity", "Identity_1"]  # boxes (2254 x 12), scores (2254 x 1)
 LANDMARK_OUTPUTS = ["Identity", "Identity_1", "Identity_4"]  # landmarks, pose flag, world
 MIN_SKELETON_IN_CROP = 0.3  # skeleton extent / crop side: real people 0.5-0.9, debris 0.1
+# ... for a person tracked from the last frame: a crop 4.7x too large for its person gives 0.18;
+# one frame of a tracked upper body whose guessed legs folded up gave 0.29 (presence 1.0)
+TRACKED_MIN_SKELETON_IN_CROP = 0.2
 HEATMAP_OUTPUT = "Identity_3"  # 64 x 64 x 39 (used for heatmap refinement)
 
 
@@ -71,7 +76,7 @@ HEATMAP_OUTPUT = "Identity_3"  # 64 x 64 x 39 (used for heatmap refinement)
 class PipelineConfig:
     """Settings of :class:`PosePipeline` (the node exposes them as parameters)."""
 
-    max_persons: int = 4
+    max_persons: int = 10
     min_detection_score: float = bp.MIN_DETECTION_SCORE
     min_presence: float = bp.PRESENCE_THRESHOLD  # drop a person / lose a track below this
     # a newly detected person needs this presence (tracked people stay down to min_presence):
@@ -83,6 +88,10 @@ class PipelineConfig:
     # on COCO (bench_multiperson.py)
     detector_tiles: int = 3
     detector_pyramid: bool = True  # with detector_tiles N: all grids 2 x 2 .. N x N (one batch)
+    # tracking mode: the tile grids run at most once per this many seconds of image time (the
+    # whole image on every detection frame); an empty room costs one tile scan per period, not
+    # one per frame. 0: tiles on every detection frame. Static mode: every image, always.
+    tile_scan_period: float = 1.0
     heatmap_refine: bool = True
     # landmark passes re-cropping each newly detected person from its own landmarks, ranked by
     # self-consistency (core/refine.py; COCO AP 0.47 -> 0.60); 0: MediaPipe's single pass
@@ -129,6 +138,9 @@ class PipelineConfig:
             raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
         if not 0 <= self.detector_tiles <= 4:
             raise ValueError(f"detector_tiles must be 0 (off) or 2..4, got {self.detector_tiles}")
+        if not self.tile_scan_period >= 0:
+            raise ValueError(f"tile_scan_period must be >= 0 s (0: tiles on every detection frame), "
+                             f"got {self.tile_scan_period}")
         for name in ("detector_model", "landmark_model"):
             p = getattr(self, name)
             if p and (not Path(p).is_file() or Path(p).suffix not in (".tflite", ".onnx")):
@@ -320,6 +332,8 @@ class PosePipeline:
         self._new_id = track_ids if track_ids is not None else TrackIds()
         self._frames_since_detect = 0
         self._lost_last_frame = False
+        self._last_tile_scan: float | None = None  # stamp (s) of the last frame with tile grids
+        self.tiles_ran = False  # the last frame ran the tile grids
         self._lineage = 0  # keys of followed crops (hints for the tracker), not public ids
         # identities across frames; reads its settings from self.cfg on every frame
         self._sigmas = layout_sigmas(BLAZEPOSE_33)
@@ -332,6 +346,7 @@ class PosePipeline:
         """Forget all tracks, identities and filters (next frame runs the detector)."""
         self._tracks = []
         self._lost_last_frame = False
+        self._last_tile_scan = None
         self.tracker.reset()
 
     def close(self) -> None:
@@ -345,12 +360,12 @@ class PosePipeline:
         return [] if n < 2 else list(range(2, n + 1)) if self.cfg.detector_pyramid else [n]
 
     # -- stages -------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[bp.Detection]:
+    def detect(self, image: np.ndarray, tiles: bool = True) -> list[bp.Detection]:
         """Person detections (best first): the whole image, plus overlapping tiles in the
-        same batched call when ``detector_tiles`` >= 2."""
+        same batched call when ``detector_tiles`` >= 2 and ``tiles``."""
         h, w = image.shape[:2]
         rois = [bp.letterbox_roi(w, h)]
-        for n in self._grids():
+        for n in self._grids() if tiles else []:
             rois += bp.tile_rois(w, h, n)
         out = dict(zip(self.detector.output_names, self.detector(bp.detector_batch(image, rois)),
                        strict=True))
@@ -369,28 +384,39 @@ class PosePipeline:
                                    out.get(HEATMAP_OUTPUT), rois)
 
     # -- per frame ------------------------------------------------------------------------
-    def __call__(self, image: np.ndarray, stamp: float | None = None) -> list[Person]:
+    def __call__(self, image: np.ndarray, stamp: float | None = None,
+                 previous: float | None = None) -> list[Person]:
         """RGB uint8 (H, W, 3) image -> persons, best first. stamp: the image's time in s
         (e.g. header.stamp; default: the monotonic clock): a stamp earlier than the last one
-        or more than ``stale_after`` s later resets tracks and filters (:attr:`time_reset`)."""
+        or more than ``stale_after`` s later resets tracks and filters (:attr:`time_reset`).
+        previous: the stamp (s) of the camera's frame before this one when the caller skipped
+        frames (a busy node): the stale gap is measured from it (see Tracker.check_time)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}")
         t0 = time.perf_counter()
         static = self.cfg.static_image_mode
         stamp = time.monotonic() if stamp is None else float(stamp)
-        self.time_reset = None if static else self.tracker.check_time(stamp)
+        self.time_reset = None if static else self.tracker.check_time(stamp, previous)
         if self.time_reset:
-            self._tracks, self._lost_last_frame = [], False
+            self._tracks, self._lost_last_frame, self._last_tile_scan = [], False, None
         tracks = [] if static else list(self._tracks)
         run_detector = (static or not tracks or self._lost_last_frame
                         or self._frames_since_detect + 1 >= self.cfg.detect_every)
         self.detector_ran = run_detector
+        last_scan = self._last_tile_scan
+        # the tiles: when a period has passed, or at once when a track was just lost (the tiles
+        # may be what found that person)
+        self.tiles_ran = run_detector and bool(self._grids()) and (
+            static or self._lost_last_frame or last_scan is None
+            or not 0 <= stamp - last_scan < self.cfg.tile_scan_period)
         t_det = 0.0
         if run_detector:
             td = time.perf_counter()
+            if self.tiles_ran and not static:
+                self._last_tile_scan = stamp
             # New candidates get id 0; duplicates of tracked people are resolved after the
             # landmarks (below), which is robust where detector boxes are not.
-            tracks += [_Track(0, bp.roi_from_detection(d)) for d in self.detect(image)]
+            tracks += [_Track(0, bp.roi_from_detection(d)) for d in self.detect(image, self.tiles_ran)]
             t_det = time.perf_counter() - td
             self._frames_since_detect = 0
         else:
@@ -409,7 +435,8 @@ class PosePipeline:
             if trk.track_id == 0 and res.score < self.cfg.min_birth_presence:
                 continue  # a new candidate must be more certain than a tracked person
             kp = res.keypoints[: bp.NUM_BODY]
-            if np.ptp(kp[:, :2], axis=0).max() < MIN_SKELETON_IN_CROP * res.roi.size:
+            least = TRACKED_MIN_SKELETON_IN_CROP if trk.track_id else MIN_SKELETON_IN_CROP
+            if np.ptp(kp[:, :2], axis=0).max() < least * res.roi.size:
                 lost |= trk.track_id != 0
                 continue  # a skeleton squeezed into a corner of its crop: not a person
             bbox = np.array([max(kp[:, 0].min(), 0), max(kp[:, 1].min(), 0),
@@ -423,7 +450,7 @@ class PosePipeline:
         if not static:
             self._tracks = next_tracks
             self._lost_last_frame = lost
-        self.timings = {"detector_ms": t_det * 1e3, "landmarks_ms": t_lm * 1e3,
+        self.timings = {"detector_ms": t_det * 1e3, "landmarks_ms": t_lm * 1e3, "tiles": self.tiles_ran,
                         "total_ms": (time.perf_counter() - t0) * 1e3, "persons": len(persons)}
         return persons
 

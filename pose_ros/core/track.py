@@ -7,14 +7,15 @@
   on a cost from keypoint similarity (OKS against the track's constant-velocity prediction),
   box IoU and, when given, torso colour. A track is *born* (gets its id and is reported)
   after ``track_min_hits`` hits (at least :attr:`Tracker.NESTED_MIN_HITS` when it appears
-  inside the box of a person already tracked in that frame: a piece of that person, not a
-  newcomer) and *dies* after ``track_max_misses`` missed frames; a dead
+  inside, or largely over, the box of a person already tracked in that frame: a piece or a
+  second skeleton of that person, not a newcomer) and *dies* after ``track_max_misses`` missed frames; a dead
   confirmed track is kept ``track_reid_time`` seconds for re-identification (appearance,
   box size and position) so a person re-found by the detector keeps their id.
   Ids come from :class:`pose_ros.core.pipeline.TrackIds`-like sources (random, unique
   across nodes). Time: every update carries the frame stamp (s); a stamp earlier than the
-  last one (bag replay, ``use_sim_time`` restart) or later by more than ``stale_after``
-  resets all tracks and filters (:attr:`Tracker.last_reset` says why).
+  last one (bag replay, ``use_sim_time`` restart) or later by more than ``stale_after`` than
+  the camera's previous frame (processed or skipped by a busy node) resets all tracks and
+  filters (:attr:`Tracker.last_reset` says why).
 
 Settings are read from ``cfg`` on every update (duck-typed: :class:`TrackerConfig` or the
 pipeline's config with the same field names), so runtime parameter changes apply at once.
@@ -218,7 +219,12 @@ class Tracker:
     # is held tentative for NESTED_MIN_HITS frames (at least): a crop of part of a tracked
     # person (measured on the two-person video: a leg crop 0.97 inside, 59 % of the area) that
     # de-duplication let through lives one frame, and must not get an id of its own.
+    # The same holds for a newcomer whose box overlaps such a person's box by IoU >=
+    # NESTED_IOU: a second, distorted skeleton of them from a fresh detection (soak scene:
+    # IoU 0.68) lives one frame; a real person stepping out from behind someone is born
+    # NESTED_MIN_HITS - 1 frames later than elsewhere.
     NESTED_CONTAINED = 0.8
+    NESTED_IOU = 0.5
     NESTED_MIN_HITS = 3
 
     def __init__(self, new_id: Callable[[], int], sigmas: np.ndarray, cfg=None):
@@ -237,15 +243,19 @@ class Tracker:
         self.tracks, self.lost = [], []
         self.last_t = None
 
-    def check_time(self, t: float) -> str | None:
+    def check_time(self, t: float, previous: float | None = None) -> str | None:
         """Reset when ``t`` (s) jumps backwards or comes more than ``stale_after`` s after the
-        last frame. Returns the reason (also in :attr:`last_reset`) or None."""
+        last frame. ``previous``: the stamp (s) of the camera frame that arrived just before
+        this one, processed or not: frames a busy node skipped are not a stalled camera, so the
+        gap is measured from the later of the two. Returns the reason (also in
+        :attr:`last_reset`) or None."""
         reason = None
         if self.last_t is not None:
+            last = self.last_t if previous is None or not previous <= t else max(self.last_t, previous)
             if t < self.last_t:
                 reason = f"time jumped backwards by {self.last_t - t:.3f} s"
-            elif t - self.last_t > self.cfg.stale_after:
-                reason = f"no frame for {t - self.last_t:.3f} s (> stale_after {self.cfg.stale_after} s)"
+            elif t - last > self.cfg.stale_after:
+                reason = f"no frame for {t - last:.3f} s (> stale_after {self.cfg.stale_after} s)"
         if reason:
             self.reset()
             self.resets += 1
@@ -358,7 +368,8 @@ class Tracker:
         for j, k in owner.items():
             if k.track_id != 0:
                 continue
-            nested = any(containment(obs[j].bbox, b) >= self.NESTED_CONTAINED for b in held)
+            nested = any(containment(obs[j].bbox, b) >= self.NESTED_CONTAINED
+                         or _box_iou(obs[j].bbox[None], b[None])[0, 0] >= self.NESTED_IOU for b in held)
             if k.hits >= (max(cfg.track_min_hits, self.NESTED_MIN_HITS) if nested else cfg.track_min_hits):
                 k.track_id = self.new_id()
         return [owner[j].track_id for j in range(len(obs))]
