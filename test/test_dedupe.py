@@ -9,7 +9,7 @@ import pytest
 from pose_ros.core.dedupe import box_area, containment, dedupe, is_fragment
 from pose_ros.core.metrics import layout_sigmas, oks_matrix
 from pose_ros.core.models.blazepose import box_iou
-from pose_ros.core.skeletons import BLAZEPOSE_33
+from pose_ros.core.skeletons import BLAZEPOSE_33, COCO_17
 
 SIG = layout_sigmas(BLAZEPOSE_33)
 RNG = np.random.default_rng(3)
@@ -151,3 +151,40 @@ def test_a_second_skeleton_over_the_same_box_and_face_is_one_person():
     far_face = ghost.copy()
     far_face[0] = real[0] + (0, 0.25 * diag)
     assert n_people(far_face) == 2
+
+
+def test_an_upside_down_skeleton_over_the_same_box_is_one_person():
+    """A tile crop gave an upside-down skeleton of the astronaut filling a 640 x 480 frame
+    (presence 1.0, box IoU 0.65, its nose below the image): boxes that nearly coincide with
+    torsos pointing in opposite directions are one person, whatever OKS and the noses say.
+    Turned by 60 degrees instead (torsos < 90 degrees apart), or upside down beside the person
+    (IoU < 0.6), it stays a second person."""
+    real = person(300, 300)
+    b = box(real)
+    centre = (b[:2] + b[2:]) / 2
+
+    def turned(deg, shift=(0.0, 0.0)):
+        r = np.deg2rad(deg)
+        rot = np.array([[np.cos(r), -np.sin(r)], [np.sin(r), np.cos(r)]])
+        return (real - centre) @ rot.T + centre + shift
+
+    vis = np.ones((2, 33))
+
+    def n_people(g):
+        kps = np.stack([real, g])
+        return len(dedupe(kps, np.stack([b, box(g)]), [1.0, 1.0], [True, False], SIG, 8, vis))
+
+    flipped = turned(180)
+    assert box_iou(b[None], box(flipped)[None])[0, 0] >= 0.6
+    assert oks_matrix(real[None], flipped[None], [box_area(b)], SIG)[0, 0] < 0.5  # not by OKS
+    assert n_people(flipped) == 1
+    # 60 degrees: not opposed; a 300 x 100 px person turned 60 degrees shares < 0.6 of the box
+    assert n_people(turned(60)) == 2
+    beside = turned(180, (0.7 * (b[2] - b[0]), 0))
+    assert box_iou(b[None], box(beside)[None])[0, 0] < 0.6 and n_people(beside) == 2
+    # COCO-17 layout: shoulders 5, 6 and hips 11, 12
+    coco = real[[0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]]
+    coco_flipped = (coco - centre) * -1 + centre
+    sig17 = layout_sigmas(COCO_17)
+    assert len(dedupe(np.stack([coco, coco_flipped]), np.stack([box(coco), box(coco_flipped)]),
+                      [1.0, 1.0], [True, False], sig17, 8, np.ones((2, 17)))) == 1

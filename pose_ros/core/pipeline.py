@@ -432,8 +432,12 @@ class PosePipeline:
             if res.score < self.cfg.min_presence:
                 lost |= trk.track_id != 0
                 continue
-            if trk.track_id == 0 and res.score < self.cfg.min_birth_presence:
-                continue  # a new candidate must be more certain than a tracked person
+            # a new candidate must be more certain than a tracked person; in video also
+            # self-consistent (core/refine.py): a skeleton that changes when re-cropped from
+            # its own landmarks is not born (it can be found again on a later frame), while
+            # static mode reports it with its low score (COCO AP ranks by score)
+            if trk.track_id == 0 and res.score * (1.0 if static else cons) < self.cfg.min_birth_presence:
+                continue
             kp = res.keypoints[: bp.NUM_BODY]
             least = TRACKED_MIN_SKELETON_IN_CROP if trk.track_id else MIN_SKELETON_IN_CROP
             if np.ptp(kp[:, :2], axis=0).max() < least * res.roi.size:
