@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pose_ros.core.dedupe import box_area, containment, dedupe, is_fragment
+from pose_ros.core.dedupe import box_area, containment, dedupe, head_region, is_fragment
 from pose_ros.core.metrics import layout_sigmas, oks_matrix
 from pose_ros.core.models.blazepose import box_iou
 from pose_ros.core.skeletons import BLAZEPOSE_33, COCO_17
@@ -188,3 +188,30 @@ def test_an_upside_down_skeleton_over_the_same_box_is_one_person():
     sig17 = layout_sigmas(COCO_17)
     assert len(dedupe(np.stack([coco, coco_flipped]), np.stack([box(coco), box(coco_flipped)]),
                       [1.0, 1.0], [True, False], sig17, 8, np.ones((2, 17)))) == 1
+
+
+def test_a_small_skeleton_on_a_persons_head_is_part_of_them():
+    """Soak scene: a tile showing a tracked person's head yields a small whole skeleton there
+    (77 x 57 px) sticking out above the person's keypoint box (0.39 inside it), its nose 0.14
+    diagonals from the person's: not a fragment by the box rule, nor by the nose rule. It lies
+    within the person's head region (face keypoints' box grown by its side): one person. The
+    same small skeleton by the person's feet, or next to their head outside that region, is
+    kept; so is everything when the face points are not head-sized (no head region)."""
+    real = person(300, 300)
+    rng = np.random.default_rng(8)
+    real[:11] = (300, 165) + rng.uniform(-15, 15, (11, 2))  # a 30 px face at the top
+    b = box(real)
+    small = TEMPLATE * 0.2  # 20 x 60 px
+    at = lambda x, y: small - (box(small)[:2] + box(small)[2:]) / 2 + (x, y)  # noqa: E731
+    on_head = at(300, b[1])  # centred on the box's top edge, half of it above
+    assert containment(box(on_head), b) < 0.6 and containment(box(on_head), head_region(real)) >= 0.85
+    vis = np.ones((2, 33))
+
+    def n_people(kp_real, g):
+        kps = np.stack([kp_real, g])
+        return len(dedupe(kps, np.stack([box(kp_real), box(g)]), [1.0, 1.0], [True, False], SIG, 8, vis))
+
+    assert n_people(real, on_head) == 1
+    assert n_people(real, at(b[2] + 15, b[3] - 30)) == 2  # by the feet, outside the box
+    assert n_people(real, at(300 + 90, b[1])) == 2  # beside the head, outside its region
+    assert head_region(person(300, 300)) is None and n_people(person(300, 300), on_head) == 2

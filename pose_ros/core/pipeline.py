@@ -69,6 +69,7 @@ MIN_SKELETON_IN_CROP = 0.3  # skeleton extent / crop side: real people 0.5-0.9, 
 # ... for a person tracked from the last frame: a crop 4.7x too large for its person gives 0.18;
 # one frame of a tracked upper body whose guessed legs folded up gave 0.29 (presence 1.0)
 TRACKED_MIN_SKELETON_IN_CROP = 0.2
+LOST_SCAN_SPACING = 0.25  # x tile_scan_period: earliest tile scan after the last one for a lost track
 HEATMAP_OUTPUT = "Identity_3"  # 64 x 64 x 39 (used for heatmap refinement)
 
 
@@ -404,11 +405,14 @@ class PosePipeline:
                         or self._frames_since_detect + 1 >= self.cfg.detect_every)
         self.detector_ran = run_detector
         last_scan = self._last_tile_scan
-        # the tiles: when a period has passed, or at once when a track was just lost (the tiles
-        # may be what found that person)
+        # the tiles: when a period has passed, or soon when a track was just lost (the tiles
+        # may be what found that person; not sooner than a quarter period after the last
+        # scan: debris a scan found and lost again must not trigger scan after scan)
+        since = None if last_scan is None else stamp - last_scan
+        period = self.cfg.tile_scan_period
         self.tiles_ran = run_detector and bool(self._grids()) and (
-            static or self._lost_last_frame or last_scan is None
-            or not 0 <= stamp - last_scan < self.cfg.tile_scan_period)
+            static or since is None or not 0 <= since < period
+            or (self._lost_last_frame and since >= LOST_SCAN_SPACING * period))
         t_det = 0.0
         if run_detector:
             td = time.perf_counter()
