@@ -921,14 +921,18 @@ class LifecyclePoseNode(_PoseLogic, LifecycleNode):
         LifecycleNode.destroy_node(self)
 
 
+# One executor thread: callbacks only queue messages; the pose worker is its own thread. rclpy's
+# MultiThreadedExecutor (2 threads) kept a core busy with its Python wait loop and took the GIL
+# from the worker: pipeline median 85 ms in the node vs 10 ms (640x480, one person, measured
+# with benchmarks/bench_load.py's client; the core pipeline alone: 8.5 ms).
 def main(argv: list[str] | None = None) -> int:
-    return run_node(PoseNode, "pose_node", argv, threads=2)
+    return run_node(PoseNode, "pose_node", argv, threads=1)
 
 
 def main_lifecycle(argv: list[str] | None = None) -> int:
     """`ros2 run pose_ros pose_lifecycle_node`: unconfigured until a lifecycle manager (or
     `ros2 lifecycle set /pose_node configure` / `activate`) moves it on."""
-    return run_node(LifecyclePoseNode, "pose_node", argv, threads=2)
+    return run_node(LifecyclePoseNode, "pose_node", argv, threads=1)
 
 
 if __name__ == "__main__":
