@@ -102,9 +102,21 @@ def run_stream(name: str, scene: GridScene, params: dict, duration: float, rate:
     key = "dropped frames (total)"
     node_dropped = int(d1.get(key, 0)) - int(d0.get(key, 0))
     ids: dict[int, set[int]] = {}
+    seen: dict[int, list[float]] = {}  # cell -> stamps (s) of the frames its person was in
+    frames_of: dict[int, dict[int, int]] = {}  # cell -> id -> frames reported
     for r in res:
         for i, x, y in r[3]:
-            ids.setdefault(scene.cell_of(x, y), set()).add(i)
+            c = scene.cell_of(x, y)
+            ids.setdefault(c, set()).add(i)
+            seen.setdefault(c, []).append(r[2] * 1e-9)
+            frames_of.setdefault(c, {}).setdefault(i, 0)
+            frames_of[c][i] += 1
+    # per cell: ids, share of processed frames with its person, longest gap (s) between them,
+    # frames each id was reported (a 1-3 frame id is a phantom, not a renumbered person)
+    detail = {c: (len(ids[c]), len(set(v)) / max(len(res), 1),
+                  float(np.diff(sorted(set(v))).max()) if len(set(v)) > 1 else float("nan"),
+                  sorted(frames_of[c].values(), reverse=True))
+              for c, v in sorted(seen.items())}
     people = [len(r[3]) for r in res]
     rss = [s.rss_mib for s in samples]
     return {
@@ -120,7 +132,7 @@ def run_stream(name: str, scene: GridScene, params: dict, duration: float, rate:
         "threads": (min(s.threads for s in samples), max(s.threads for s in samples)),
         "fds": (min(s.fds for s in samples), max(s.fds for s in samples)),
         "people": float(np.median(people)), "cells": len(ids), "scene_cells": len(occupied or range(scene.cells)),
-        "ids_per_cell": sorted(len(v) for v in ids.values()),
+        "ids_per_cell": sorted(len(v) for v in ids.values()), "cell_detail": detail,
         "pipeline_ms": d1.get("pipeline median (ms)", "?"), "exit": code,
     }
 
@@ -176,6 +188,10 @@ def main() -> None:
         print(f"{m['name']}: {verdict(m)}; published {m['published']}, processed {m['processed']}, "
               f"dropped by the node {m['node_dropped']}, replaced in DDS's keep-last-1 queue "
               f"{m['dropped'] - m['node_dropped']}; RSS max {m['rss_max']:.0f} MiB; node exit {m['exit']}")
+        print("  per cell: ids (frames each id was reported), share of processed frames with that "
+              "person, longest gap s (a gap over track_reid_time, 5 s, ends the id by design): "
+              + "; ".join(f"cell {c}: {n} ids (frames each: {frames}), {share:.0%}, {gap:.1f} s"
+                          for c, (n, share, gap, frames) in m["cell_detail"].items()))
     print(f"(node logs: {log_dir})")
     if "NOT" in verdict(load) + verdict(peer):
         print("FAIL: latency not bounded")

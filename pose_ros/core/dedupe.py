@@ -30,11 +30,13 @@ Two candidates are the same person when
     small whole skeleton there (soak scene: 77 x 57 px, sticking out above the person's
     keypoint box, 0.39 inside it; its nose 0.14 diagonals from the person's); nobody fits
     within another person's head; or
-  * their boxes nearly coincide and their torsos point in opposite directions (mid-hip ->
-    mid-shoulder more than 90 degrees apart): a tile crop can give an upside-down skeleton of
-    the person in it, with presence 1.0 (measured on the astronaut photo filling a 640 x 480
-    frame: box IoU 0.65, its nose below the image); two people do not overlap that much with
-    one of them upside down.
+  * their boxes overlap (IoU >= :data:`OPPOSED_IOU`) and their torsos point in opposite
+    directions (mid-hip -> mid-shoulder more than 135 degrees apart): a tile crop can give an
+    upside-down skeleton of the person in it with presence 1.0, which its own crop then follows
+    from frame to frame (measured on the astronaut photo filling a 640 x 480 frame: cosines
+    -0.94 .. -1.00, box IoU 0.19 - 0.65). Two overlapping people with one upside down are
+    rare; a person lying at a standing one's feet (~90 degrees) is kept. Of such a pair the
+    upright skeleton (torso up in the image) is kept.
 
 Greedy: tracked candidates first (a tracked person keeps their crop against a fresh tile
 detection of them), then by ``rank``: by default score^4 x sqrt(box area) (of equally
@@ -56,6 +58,8 @@ MIN_COMMON = 4
 SAME_NOSE = 0.08
 NEAR_NOSE = 0.16
 SAME_BOX_IOU = 0.6
+OPPOSED_COS = -0.7  # torsos more than ~135 degrees apart
+OPPOSED_IOU = 0.15  # ... with boxes overlapping at least this much
 NOSE = 0  # BlazePose-33 and COCO-17 both start with the nose
 FRAGMENT_CONTAINED = 0.85
 TORSO = {33: (11, 12, 23, 24), 17: (5, 6, 11, 12)}  # shoulders, hips by layout size
@@ -96,14 +100,28 @@ def is_fragment(part: np.ndarray, whole: np.ndarray) -> bool:
             and box_area(part) < FRAGMENT_AREA * box_area(whole))
 
 
+def torso_up(kp: np.ndarray) -> np.ndarray | None:
+    """Unit vector (2,) mid-hip -> mid-shoulder of a BlazePose-33 / COCO-17 skeleton (image
+    axes: an upright person has y < 0); None for other layouts or a degenerate torso."""
+    idx = TORSO.get(len(kp))
+    if idx is None:
+        return None
+    up = kp[list(idx[:2])].mean(0) - kp[list(idx[2:])].mean(0)
+    n = float(np.hypot(*up))
+    return up / n if n > 1e-6 else None
+
+
+def _upright(kp: np.ndarray) -> bool:
+    up = torso_up(kp)
+    return up is not None and float(up[1]) < 0.0
+
+
 def _torsos_opposed(kp_a: np.ndarray, kp_b: np.ndarray) -> bool:
-    """The torsos' up directions (mid-hip -> mid-shoulder) more than 90 degrees apart; False
-    for layouts other than BlazePose-33 and COCO-17."""
-    idx = TORSO.get(len(kp_a))
-    if idx is None or len(kp_b) != len(kp_a):
-        return False
-    up = [k[list(idx[:2])].mean(0) - k[list(idx[2:])].mean(0) for k in (kp_a, kp_b)]
-    return float(np.dot(up[0], up[1])) < 0.0
+    """The torsos' up directions more than 135 degrees apart (cosine < OPPOSED_COS): one of
+    the two is upside down relative to the other (a person lying next to a standing one is at
+    ~90 degrees and does not count)."""
+    a, b = torso_up(kp_a), torso_up(kp_b)
+    return a is not None and b is not None and len(kp_a) == len(kp_b) and float(a @ b) < OPPOSED_COS
 
 
 def head_region(kp: np.ndarray, vis=None) -> np.ndarray | None:
@@ -140,8 +158,9 @@ def same_person(kp_a: np.ndarray, box_a: np.ndarray, kp_b: np.ndarray, box_b: np
             box_area(box_b) < box_area(box_a) and _on_the_head(box_b, kp_a, vis_a)):
         return True
     area = max(box_area(box_a), box_area(box_b), 1.0)
-    same_box = box_iou(box_a[None], box_b[None])[0, 0] >= SAME_BOX_IOU
-    if same_box and _torsos_opposed(kp_a, kp_b):
+    iou = box_iou(box_a[None], box_b[None])[0, 0]
+    same_box = iou >= SAME_BOX_IOU
+    if iou >= OPPOSED_IOU and _torsos_opposed(kp_a, kp_b):
         return True
     if vis_a is not None and vis_b is not None and vis_a[NOSE] > 0.5 and vis_b[NOSE] > 0.5:
         diag = max(float(np.hypot(*(box_a[2:] - box_a[:2]))), float(np.hypot(*(box_b[2:] - box_b[:2]))))
@@ -185,6 +204,8 @@ def dedupe(keypoints, boxes, scores, tracked, sigmas, limit: int,
             kept.append([i, i])
         elif is_fragment(boxes[k[0]], boxes[i]):
             k[0] = i  # the kept one was a piece of this person: use the whole skeleton
+        elif _torsos_opposed(kps[i], kps[k[0]]) and _upright(kps[i]) and not _upright(kps[k[0]]):
+            k[0] = i  # the kept one was an upside-down skeleton of this person
         elif not tracked[k[1]] and tracked[i]:
             k[1] = i
     kept.sort(key=lambda k: -float(scores[k[0]]))
