@@ -36,6 +36,7 @@ from scipy.stats import theilslopes
 SOAK_PARAMS: dict = {}  # pose_node's defaults
 PHASES = ((0, 1), (0,), (), (1,))  # occupied cells: both, left only, nobody, right only
 RSS_TARGET = 0.05  # growth after the warm-up
+PHANTOM_FRAMES = 5  # an id reported for at most this many frames is a phantom, not a person
 
 
 @dataclass
@@ -49,6 +50,7 @@ class SoakResult:
     tracks: list[tuple[int, int, int]] = field(default_factory=list)
     empty_ends: list[tuple[int, int, int]] = field(default_factory=list)
     ids_per_cell: dict[int, set[int]] = field(default_factory=dict)
+    frames_per_id: dict[int, int] = field(default_factory=dict)  # id -> frames it was reported
     appearances: int = 0  # times a person entered the scene
     appearances_per_cell: dict[int, int] = field(default_factory=dict)
     node_exit: int | None = None
@@ -118,6 +120,7 @@ def soak(frames: int, phase: int = 250, sample_every: int = 100, params: dict | 
             for r in client.results:
                 for i, x, y in r[3]:
                     out.ids_per_cell.setdefault(scene.cell_of(x, y), set()).add(i)
+                    out.frames_per_id[i] = out.frames_per_id.get(i, 0) + 1
     finally:
         client.close()
         out.node_exit = stop_node(proc)
@@ -164,12 +167,14 @@ def report(r: SoakResult, warmup: int) -> list[list]:
              f"{min(s.fds for s in after)}-{max(s.fds for s in after)}",
              f"{most}; 0 after {sum(1 for _, t, lost in r.empty_ends if t + lost == 0)}/{len(r.empty_ends)} "
              "empty phases",
-             ", ".join(f"person {c + 1}: {len(v)} / {r.appearances_per_cell.get(c, 0)}"
+             ", ".join(f"person {c + 1}: {len(v)} / {r.appearances_per_cell.get(c, 0)} "
+                       f"({sum(r.frames_per_id[i] <= PHANTOM_FRAMES for i in v)} phantoms)"
                        for c, v in sorted(r.ids_per_cell.items()))]]
 
 
 HEADER = ["frames", "time", "RSS MiB first / warm / end / max", "RSS growth after warm-up", "threads",
-          "fds", "tracks+lost max", "distinct ids / appearances (1 each is perfect)"]
+          "fds", "tracks+lost max", "distinct ids / appearances (1 each is perfect; phantoms: ids "
+          f"reported <= {PHANTOM_FRAMES} frames)"]
 
 
 def main() -> None:

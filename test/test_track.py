@@ -267,6 +267,49 @@ def test_a_skeleton_invented_on_a_tracked_persons_head_gets_no_id():
     assert len(alone[3]) == 3, alone
 
 
+def test_reid_survives_guessed_legs_and_a_flicker_but_not_another_size():
+    """1080p load scene: re-identification refused a re-found person whose guessed legs made the
+    box 2x taller (size ratio on the diagonal alone), and one whose last frames flickered (the
+    velocity left behind moved the predicted position 1.5 box diagonals away). Now the width or
+    the height may agree, and the last-seen position counts too. Someone twice as large in both
+    directions on the same spot is still someone else (no colour: position and size only)."""
+    cfg = TrackerConfig(track_max_misses=2, track_reid_time=5.0)
+    a = skeleton(300, 240)
+
+    def seen(p: np.ndarray) -> Observation:
+        return observe(p, render([(p, 0)]))  # with the torso colour, as in the pipeline
+
+    def lost_then(found: np.ndarray, flicker: bool = False) -> bool:
+        trk = Tracker(TrackIds(9), SIGMAS, cfg)
+        first = trk.update([seen(a)], 0.0)[0]
+        trk.update([seen(a + ((150, 0) if flicker else (0, 0)))], 1 / FPS)  # a jump: large velocity
+        for n in range(2, 6):
+            trk.update([], n / FPS)
+        assert trk.lost and not trk.tracks
+        return trk.update([seen(found)], 6 / FPS)[0] == first
+
+    legs = a.copy()
+    legs[25:, 1] += 2.0 * np.ptp(a[:, 1])  # knees and feet guessed two body heights lower
+    box = lambda p: np.r_[p.min(0), p.max(0)]  # noqa: E731
+    d = lambda b: float(np.hypot(*(b[2:] - b[:2])))  # noqa: E731
+    assert d(box(legs)) / d(box(a)) > Tracker.REID_SIZE_RATIO
+    assert lost_then(legs)
+    assert lost_then(a, flicker=True)
+    centre = a.mean(0)
+    assert not lost_then(centre + (a - centre) * 2.2)
+
+
+def test_the_tracker_compares_the_joints_a_person_shows():
+    """pipeline.seen_box: the box of the keypoints with visibility > 0.5 (hand-computed here),
+    the full box when fewer than 4 are visible."""
+    from pose_ros.core.pipeline import seen_box
+
+    kp = np.array([[10, 20], [30, 5], [50, 60], [40, 40], [500, 900]], np.float32)
+    full = np.array([10, 5, 500, 900], np.float32)
+    np.testing.assert_array_equal(seen_box(kp, np.array([1, 1, 1, 1, 0.2]), full), [10, 5, 50, 60])
+    np.testing.assert_array_equal(seen_box(kp, np.array([1, 1, 1, 0.4, 0.2]), full), full)
+
+
 def test_frames_a_busy_node_skipped_are_not_a_stalled_camera():
     """stale_after 1 s; the node processed frames at t = 10.0 and 11.6 s but the camera sent
     frames all along (the one before 11.6 s had stamp 11.5 s): no reset. A real stall (the

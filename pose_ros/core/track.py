@@ -293,10 +293,19 @@ class Tracker:
         """Re-identification score of a lost track for a new person (0: not them)."""
         dk = math.hypot(*(k.bbox[2:] - k.bbox[:2]))
         do = math.hypot(*(o.bbox[2:] - o.bbox[:2]))
-        if min(dk, do) <= 0 or max(dk, do) / min(dk, do) > self.REID_SIZE_RATIO:
+        if min(dk, do) <= 0:
             return 0.0
-        ck = (k.bbox[:2] + k.bbox[2:]) / 2 + k.vel.mean(0) * min(t - k.t, 1.0)
-        dist = float(np.hypot(*((o.bbox[:2] + o.bbox[2:]) / 2 - ck))) / dk
+        # size: the diagonal, or the width or height alone (guessed legs can double one of them)
+        sk, so = np.r_[dk, k.bbox[2:] - k.bbox[:2]], np.r_[do, o.bbox[2:] - o.bbox[:2]]
+        ratios = np.maximum(sk, so) / np.maximum(np.minimum(sk, so), 1e-6)
+        if ratios.min() > self.REID_SIZE_RATIO:
+            return 0.0
+        # position: where it was last seen, or where its last velocity would take it (a
+        # flickering skeleton can leave a large, wrong velocity behind)
+        last = (k.bbox[:2] + k.bbox[2:]) / 2
+        centre = (o.bbox[:2] + o.bbox[2:]) / 2
+        dist = min(float(np.hypot(*(centre - last))),
+                   float(np.hypot(*(centre - last - k.vel.mean(0) * min(t - k.t, 1.0))))) / dk
         app = appearance_similarity(k.appearance, o.appearance)
         if app is None:  # position and size only: must be close
             return 1.0 - dist if dist < 0.5 else 0.0
