@@ -413,7 +413,7 @@ def test_moving_camera_uses_tf_at_the_skeleton_stamp():
         R0, t0 = rig.cams[a]
         rng = np.random.default_rng(6)
         sent = []
-        for k in range(6):
+        for k in range(10):  # 9 stamps checked, 4 needed: best-effort frames can be lost under load
             now = rig.client.get_clock().now()
             stamp = now.to_msg()
             shift = np.array([0.0, 0.3, 0.0]) * k
