@@ -34,6 +34,7 @@ from nodeproc import Client, GridScene, proc_sample, start_node, stop_node
 from scipy.stats import theilslopes
 
 LOAD_PARAMS: dict = {}  # pose_node's defaults
+REID_TIME = 5.0  # s, pose_node's default track_reid_time: a longer gap ends an id by design
 
 
 def run_stream(name: str, scene: GridScene, params: dict, duration: float, rate: float,
@@ -115,7 +116,8 @@ def run_stream(name: str, scene: GridScene, params: dict, duration: float, rate:
     # frames each id was reported (a 1-3 frame id is a phantom, not a renumbered person)
     detail = {c: (len(ids[c]), len(set(v)) / max(len(res), 1),
                   float(np.diff(sorted(set(v))).max()) if len(set(v)) > 1 else float("nan"),
-                  sorted(frames_of[c].values(), reverse=True))
+                  sorted(frames_of[c].values(), reverse=True),
+                  int(np.sum(np.diff(sorted(set(v))) > REID_TIME)))
               for c, v in sorted(seen.items())}
     people = [len(r[3]) for r in res]
     rss = [s.rss_mib for s in samples]
@@ -190,8 +192,9 @@ def main() -> None:
               f"{m['dropped'] - m['node_dropped']}; RSS max {m['rss_max']:.0f} MiB; node exit {m['exit']}")
         print("  per cell: ids (frames each id was reported), share of processed frames with that "
               "person, longest gap s (a gap over track_reid_time, 5 s, ends the id by design): "
-              + "; ".join(f"cell {c}: {n} ids (frames each: {frames}), {share:.0%}, {gap:.1f} s"
-                          for c, (n, share, gap, frames) in m["cell_detail"].items()))
+              + "; ".join(f"cell {c}: {n} ids (frames each: {frames}), {share:.0%}, {gap:.1f} s, "
+                          f"{long} gaps > {REID_TIME:g} s"
+                          for c, (n, share, gap, frames, long) in m["cell_detail"].items()))
     print(f"(node logs: {log_dir})")
     if "NOT" in verdict(load) + verdict(peer):
         print("FAIL: latency not bounded")
